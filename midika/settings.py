@@ -1,0 +1,77 @@
+"""Every setting of midika, declared once. Read from `MIDIKA_*` environment variables (or `.env`).
+
+Settings are built once by the entry point (`Settings.load()`) and passed down; no module keeps a
+global instance. `tests/test_settings.py` checks that every field is documented in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from midika.errors import ConfigError
+
+ENV_PREFIX = "MIDIKA_"
+
+
+class Settings(BaseSettings):
+    """midika's configuration; every field maps to the environment variable MIDIKA_<FIELD>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True, validate_default=True
+    )
+
+    data_dir: Path = Field(Path(".midika"), description="where the embedded store and registry live")
+    trials_dir: Path = Field(Path("trials"), description="folder of trial YAML files")
+    store: Literal["duckdb", "influxdb"] = Field("duckdb", description="which store adapter to use")
+    duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/midika.duckdb")
+
+    broker_url: str | None = Field(
+        None, description="external broker, e.g. mqtt://host:1883; unset runs the embedded broker"
+    )
+    broker_host: str = Field("127.0.0.1", description="embedded broker listen address")
+    broker_port: int = Field(1883, ge=0, le=65535, description="embedded broker port (0 = any free)")
+
+    api_host: str = Field("127.0.0.1", description="HTTP API listen address")
+    api_port: int = Field(8000, ge=0, le=65535, description="HTTP API port")
+
+    ingest_client_id: str = Field("midika-ingest", min_length=1, description="MQTT client id of the ingest")
+    ingest_username: str = Field("midika-ingest", min_length=1, description="MQTT user of the ingest")
+    ingest_password: SecretStr | None = Field(
+        None, description="MQTT password of the ingest on an external broker"
+    )
+    ingest_batch_size: int = Field(5000, ge=1, le=1_000_000, description="readings per store write")
+    ingest_flush_interval_s: float = Field(0.2, gt=0, le=60, description="max seconds a reading waits")
+
+    future_tolerance_s: float = Field(
+        300.0, ge=0, description="device timestamps further ahead than this are quarantined"
+    )
+    max_payload_bytes: int = Field(1_048_576, ge=1, description="larger MQTT payloads are quarantined")
+    quarantine_payload_cap: int = Field(8192, ge=0, description="bytes of a rejected payload kept")
+    credential_iterations: int = Field(
+        20_000, ge=1000, description="PBKDF2-SHA512 rounds for device secrets (mosquitto $7$ format)"
+    )
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Build settings from the environment; a bad value raises ConfigError naming its variable."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"bad setting: {problems}") from exc
+
+    @property
+    def duckdb_file(self) -> Path:
+        """The DuckDB file the embedded store uses."""
+        return self.duckdb_path or self.data_dir / "midika.duckdb"
+
+    @property
+    def registry_file(self) -> Path:
+        """Where device credential hashes are kept."""
+        return self.data_dir / "registry.json"
