@@ -42,7 +42,9 @@ class BrokerAddress:
 
     def with_credentials(self, username: str, password: str | None) -> BrokerAddress:
         """The same broker, logged in as someone else."""
-        return BrokerAddress(host=self.host, port=self.port, username=username, password=password, tls=self.tls)
+        return BrokerAddress(
+            host=self.host, port=self.port, username=username, password=password, tls=self.tls
+        )
 
     def __str__(self) -> str:  # never print the password
         user = f"{self.username}@" if self.username else ""

@@ -161,7 +161,9 @@ class Trial(_Frozen):
         profiles = {p.id for p in self.profiles}
         for i, device in enumerate(self.devices):
             if device.profile not in profiles:
-                raise ValueError(f"devices.{i}.profile: no profile {device.profile!r} (have {sorted(profiles)})")
+                raise ValueError(
+                    f"devices.{i}.profile: no profile {device.profile!r} (have {sorted(profiles)})"
+                )
             if device.site not in sites:
                 raise ValueError(f"devices.{i}.site: no site {device.site!r} (have {sorted(sites)})")
         return self
