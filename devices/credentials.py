@@ -16,7 +16,7 @@ from dataclasses import dataclass
 PREFIX = "$7$"
 SALT_BYTES = 12  # what mosquitto_passwd uses
 HASH_BYTES = 64  # one SHA-512 block: pbkdf2_hmac's default dklen for sha512
-SECRET_BYTES = 24  # 192 bits of randomness, 32 URL-safe characters
+SECRET_BYTES = 32  # 256 bits of randomness, 43 URL-safe characters
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ def test_malformed_hash_is_rejected(encoded: str, problem: str) -> None:
 def test_new_secrets_are_long_and_distinct() -> None:
     secrets = {new_secret() for _ in range(100)}
     assert len(secrets) == 100
-    assert all(len(s) >= 32 and re.fullmatch(r"[A-Za-z0-9_-]+", s) for s in secrets)
+    assert all(len(s) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", s) for s in secrets)
 
 
 def test_iterations_must_be_positive() -> None:
