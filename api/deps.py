@@ -1,0 +1,135 @@
+"""What routes depend on, as `Annotated` aliases: the store, the trials, the trial a request names.
+
+`create_app` puts one `Services` on `app.state`; everything here reads it from the request, so
+nothing is global and two apps in one process (tests do this) never share a store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from api.errors import ApiError
+from api.schemas import ErrorDetail
+from midika.models.trial import Trial
+from midika.settings import Settings
+from midika.store.base import Store
+
+
+class TrialSource(Protocol):
+    """Where the API learns which trials exist (the device registry, in production)."""
+
+    def trials(self) -> list[Trial]:
+        """Every trial, in a stable order."""
+        ...
+
+    def trial(self, trial_id: str) -> Trial | None:
+        """The trial called `trial_id`, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """What one app serves from; built once by `create_app`."""
+
+    store: Store
+    trials: TrialSource
+    settings: Settings
+
+
+def _services(request: Request) -> Services:
+    services = request.app.state.services
+    assert isinstance(services, Services)
+    return services
+
+
+def get_store(request: Request) -> Store:
+    """The store the app reads from."""
+    return _services(request).store
+
+
+def get_trials(request: Request) -> TrialSource:
+    """The trials the app serves."""
+    return _services(request).trials
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    return _services(request).settings
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+TrialsDep = Annotated[TrialSource, Depends(get_trials)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _resolve(trials: TrialSource, trial_id: str, location: str) -> Trial:
+    trial = trials.trial(trial_id)
+    if trial is None:
+        known = [t.id for t in trials.trials()]
+        listing = ", ".join(known) or "none are configured"
+        raise ApiError(
+            404,
+            "not_found",
+            f"no trial {trial_id!r}; known trials: {listing}",
+            details=[
+                ErrorDetail(location=location, parameter="trial", message="unknown trial", allowed=known)
+            ],
+        )
+    return trial
+
+
+def trial_from_path(
+    trials: TrialsDep, trial: Annotated[str, Path(description="trial id, as listed by /api/v1/trials")]
+) -> Trial:
+    """The trial named in the path; 404 listing the known ones if there is none."""
+    return _resolve(trials, trial, "path")
+
+
+def trial_from_query(
+    trials: TrialsDep, trial: Annotated[str, Query(description="trial id, as listed by /api/v1/trials")]
+) -> Trial:
+    """The trial named by the `trial` query parameter; 404 listing the known ones if there is none."""
+    return _resolve(trials, trial, "query")
+
+
+PathTrial = Annotated[Trial, Depends(trial_from_path)]
+QueryTrial = Annotated[Trial, Depends(trial_from_query)]
+
+
+async def reject_unknown_parameters(request: Request) -> None:
+    """400 for a query parameter the route does not take."""
+    # A misspelt filter (`devices=` for `device=`) would otherwise silently return everything.
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no query parameters"
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"query parameter '{unknown[0]}' is not known here; {request.url.path} takes: {takes}",
+            details=[
+                ErrorDetail(
+                    location="query", parameter=name, message="unknown parameter", allowed=sorted(known)
+                )
+                for name in unknown
+            ],
+        )
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    # A walk of a handful of dependants; cheaper than caching, as APIRoute is not hashable.
+    names: set[str] = set()
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)

@@ -1,0 +1,1 @@
+"""One router per resource; `api.app` lists them in one place."""
