@@ -19,7 +19,8 @@ from datetime import datetime
 import uvicorn
 
 from api.app import create_app
-from devices.broker import BrokerThread, ServiceAccount
+from devices.broker import BrokerThread
+from devices.broker_plugins import Role, ServiceAccount
 from devices.registry import Registry
 from ingest.worker import IngestWorker
 from midika.broker_address import BrokerAddress
@@ -181,7 +182,7 @@ def _start_broker(settings: Settings, registry: Registry) -> tuple[BrokerThread 
         port=port,
         credentials=registry,
         service_accounts={
-            settings.ingest_username: ServiceAccount(password=ingest_password, role="ingest"),
+            settings.ingest_username: ServiceAccount(password=ingest_password, role=Role.INGEST),
         },
     )
     broker.start(timeout=15.0)
