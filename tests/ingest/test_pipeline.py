@@ -1,0 +1,270 @@
+"""ingest.pipeline.process: every quarantine reason, batches, SenML, time forms, quality flags."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.pipeline import Accepted, Rejected, process
+from midika.models.records import Quality, QuarantineReason
+from midika.models.trial import Device
+from tests.ingest.helpers import (
+    BUOY,
+    CAM,
+    RECEIVED,
+    SETTINGS,
+    SHIPPED,
+    Trials,
+    accepted,
+    pinned_settings,
+    rejected,
+)
+
+R = QuarantineReason
+
+# One message per reason: (topic, payload, reason).
+EVERY_REASON: list[tuple[str, Any, QuarantineReason]] = [
+    ("midika/v1/onjuku-rip/onjuku-cam-01", {"values": {"glare_score": 0.1}}, R.BAD_TOPIC),
+    ("midika/v1/onjuku-rip/onjuku-cam-01/down", {"interval_s": 10}, R.BAD_TOPIC),
+    ("midika/v1/hakone/onjuku-cam-01/up", {"values": {"glare_score": 0.1}}, R.UNKNOWN_TRIAL),
+    ("midika/v1/onjuku-rip/goto-feeder-01/up", {"values": {"glare_score": 0.1}}, R.UNKNOWN_DEVICE),
+    (BUOY + "/up", [{"bn": "onjuku-cam-01/", "n": "hs", "v": 1}], R.TOPIC_MISMATCH),
+    (CAM + "/up", b"\x80\x81", R.UNPARSEABLE),
+    (CAM + "/evt", b"RIP_DETECTED", R.UNPARSEABLE),
+    (CAM + "/up", {"values": {"glare_score": 0.1}, "device": "onjuku-cam-01"}, R.SCHEMA_INVALID),
+    (CAM + "/up", {"values": {"hs": 1.0}}, R.UNKNOWN_MEASUREMENT),
+    (CAM + "/evt", {"type": "FEEDING", "data": {"kg": 3}}, R.UNKNOWN_EVENT_TYPE),
+    (CAM + "/up", {"values": {"persons_in_water": "3"}}, R.WRONG_TYPE),
+    (CAM + "/up", b'{"values": {"glare_score": NaN}}', R.NON_FINITE),
+    (BUOY + "/up", [{"n": "hs", "u": "cm", "v": 120}], R.UNIT_MISMATCH),
+    (CAM + "/up", {"ts": "2026-07-20T12:10:00Z", "values": {"glare_score": 0.1}}, R.FUTURE_TIMESTAMP),
+    (CAM + "/up", b" " * (1_048_576 + 1), R.TOO_LARGE),
+]
+
+
+def test_the_table_covers_every_reason() -> None:
+    assert {reason for _, _, reason in EVERY_REASON} == set(QuarantineReason)
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), EVERY_REASON, ids=lambda v: str(v)[:40])
+def test_every_reason(topic: str, payload: Any, reason: QuarantineReason) -> None:
+    outcome = rejected(topic, payload)
+    assert outcome.reason is reason
+    record = outcome.quarantine
+    assert record.topic == topic
+    assert record.received_ts == RECEIVED
+    assert record.detail
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    assert record.payload_size == len(raw)
+    assert record.payload == raw[: SETTINGS.quarantine_payload_cap]
+
+
+def test_quarantine_names_the_trial_and_device_of_any_well_formed_topic() -> None:
+    unknown = rejected("midika/v1/hakone/cam-9/up", {"values": {}}).quarantine
+    assert (unknown.trial, unknown.device) == ("hakone", "cam-9")
+    bad = rejected("midika/v1/onjuku-rip/onjuku-cam-01/up/x", b"{}").quarantine
+    assert (bad.trial, bad.device) == (None, None)
+
+
+def test_the_quarantine_copy_is_capped_but_the_size_is_kept() -> None:
+    payload = json.dumps({"values": {"glare_score": "x" * 50_000}}).encode()
+    record = rejected(CAM + "/up", payload, settings=pinned_settings(quarantine_payload_cap=100)).quarantine
+    assert record.payload == payload[:100]
+    assert record.payload_size == len(payload)
+
+
+def test_the_size_limit_is_inclusive() -> None:
+    small = pinned_settings(max_payload_bytes=64)
+    payload = json.dumps({"values": {"glare_score": 0.1}}).encode().ljust(64)
+    accepted(CAM + "/up", payload, settings=small)
+    assert rejected(CAM + "/up", payload + b" ", settings=small).reason is R.TOO_LARGE
+
+
+def test_one_bad_record_rejects_the_whole_batch_and_says_which() -> None:
+    batch: list[dict[str, Any]] = [
+        {"ts": 1784505600 + 10 * i, "values": {"glare_score": 0.1}} for i in range(5)
+    ]
+    batch[3]["values"]["glare_score"] = "bright"
+    outcome = rejected(CAM + "/up", batch)
+    assert outcome.reason is R.WRONG_TYPE
+    assert outcome.quarantine.detail.startswith("[3].values.glare_score: ")
+
+
+def test_a_batch_is_stored_in_order_with_its_seq() -> None:
+    batch = [
+        {"ts": 1784505600 + 1800 * i, "seq": 100 + i, "values": {"hs": 1 + i / 10, "tp": 9}} for i in range(4)
+    ]
+    outcome = accepted(BUOY + "/up", batch)
+    assert [(r.measurement, r.seq) for r in outcome.readings[:4]] == [
+        ("hs", 100),
+        ("tp", 100),
+        ("hs", 101),
+        ("tp", 101),
+    ]
+    assert len(outcome.readings) == 8
+    assert {(r.trial, r.device, r.ingest_ts) for r in outcome.readings} == {
+        ("onjuku-rip", "onjuku-buoy-01", RECEIVED)
+    }
+
+
+@pytest.mark.parametrize(
+    "ts", [1784505600, 1784505600.0, 1784505600000, "2026-07-20T00:00:00Z", "2026-07-20T09:00:00+09:00"]
+)
+def test_epoch_seconds_milliseconds_and_rfc3339_mean_the_same_time(ts: object) -> None:
+    (reading,) = accepted(BUOY + "/up", {"ts": ts, "values": {"hs": 1.2}}).readings
+    assert reading.ts == datetime(2026, 7, 20, tzinfo=UTC)
+    assert reading.quality == Quality.OK
+
+
+def test_senml_pack_with_base_fields_and_units() -> None:
+    pack = [
+        {"bn": "urn:dev:midika:onjuku-buoy-01:", "bt": 1784505600, "bu": "m", "n": "hs", "v": 1.2},
+        {"n": "tide", "v": 0.5, "t": 1800},
+        {"n": "water_temp", "u": "Cel", "v": 24.5, "t": 1800},
+        {"n": "tp", "u": "s", "v": 30},
+    ]
+    readings = accepted(BUOY + "/up", pack).readings
+    assert [(r.measurement, r.ts, r.value, r.quality) for r in readings] == [
+        ("hs", datetime(2026, 7, 20, tzinfo=UTC), 1.2, Quality.OK),
+        ("tide", datetime(2026, 7, 20, 0, 30, tzinfo=UTC), 0.5, Quality.OK),
+        ("water_temp", datetime(2026, 7, 20, 0, 30, tzinfo=UTC), 24.5, Quality.OK),
+        ("tp", datetime(2026, 7, 20, tzinfo=UTC), 30.0, Quality.OUT_OF_RANGE),
+    ]
+    # bu is "m": a record of a measurement in seconds needs its own u
+    assert rejected(BUOY + "/up", [*pack[:1], {"n": "tp", "v": 9}]).reason is R.UNIT_MISMATCH
+
+
+def test_senml_on_the_event_topic_is_not_senml() -> None:
+    outcome = rejected(CAM + "/evt", [{"n": "glare_score", "v": 0.1}])
+    assert outcome.reason is R.SCHEMA_INVALID
+
+
+def test_out_of_range_values_are_stored_flagged() -> None:
+    (reading,) = accepted(BUOY + "/up", {"ts": 1784505600, "values": {"hs": 12.5}}).readings
+    assert reading.value == 12.5
+    assert reading.quality == Quality.OUT_OF_RANGE
+
+
+def test_no_ts_means_receive_time_flagged() -> None:
+    (reading,) = accepted(BUOY + "/up", {"values": {"hs": 1.0}}).readings
+    assert reading.ts == RECEIVED
+    assert reading.quality == Quality.NO_DEVICE_TIME
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_nan_and_infinity_are_non_finite_not_unparseable(literal: bytes) -> None:
+    outcome = rejected(BUOY + "/up", b'{"ts": 1784505600, "values": {"tp": 9, "hs": ' + literal + b"}}")
+    assert outcome.reason is R.NON_FINITE
+    assert outcome.quarantine.detail.startswith("values.hs: ")
+
+
+def test_future_timestamps_beyond_the_tolerance() -> None:
+    tolerance = timedelta(seconds=SETTINGS.future_tolerance_s)
+    at_limit = (RECEIVED + tolerance).timestamp()
+    accepted(BUOY + "/up", {"ts": at_limit, "values": {"hs": 1}})
+    outcome = rejected(BUOY + "/up", {"ts": at_limit + 0.001, "values": {"hs": 1}})
+    assert outcome.reason is R.FUTURE_TIMESTAMP
+    strict = pinned_settings(future_tolerance_s=0)
+    assert rejected(BUOY + "/up", {"ts": RECEIVED.timestamp() + 1, "values": {"hs": 1}}, settings=strict)
+
+
+def test_events_and_status() -> None:
+    (event,) = accepted(
+        CAM + "/evt", {"ts": 1784505600, "type": "ZONE_ENTRY", "data": {"zone": "w", "persons": 2}}
+    ).events
+    assert (event.trial, event.device, event.type, event.data) == (
+        "onjuku-rip",
+        "onjuku-cam-01",
+        "ZONE_ENTRY",
+        {"zone": "w", "persons": 2},
+    )
+    status = accepted(CAM + "/status", {"online": True, "battery": 12.4}).status
+    assert status is not None and (status.online, status.battery, status.ts) == (True, 12.4, RECEIVED)
+
+
+def test_an_empty_status_message_clears_the_retained_status_and_stores_nothing() -> None:
+    outcome = accepted(CAM + "/status", b"")
+    assert (outcome.readings, outcome.events, outcome.status) == ((), (), None)
+    assert rejected(CAM + "/up", b"").reason is R.UNPARSEABLE
+
+
+def test_a_reloaded_trial_is_seen_at_once() -> None:
+    onjuku = SHIPPED.trial("onjuku-rip")
+    assert onjuku is not None
+    assert rejected("midika/v1/onjuku-rip/onjuku-cam-04/up", {"values": {"glare_score": 0.1}}).reason is (
+        R.UNKNOWN_DEVICE
+    )
+    cam4 = Device(id="onjuku-cam-04", profile="rip-camera", site="main-beach-east")
+    grown = onjuku.model_copy(update={"devices": (*onjuku.devices, cam4)})
+    outcome = accepted(
+        "midika/v1/onjuku-rip/onjuku-cam-04/up", {"values": {"glare_score": 0.1}}, trials=Trials([grown])
+    )
+    assert outcome.readings[0].device == "onjuku-cam-04"
+
+
+# --- never raises --------------------------------------------------------------------------
+
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["2026-07-20T09:00:00Z", "9999-12-31T23:59:59-01:00", "hs", "m", "onjuku-buoy-01/"]),
+)
+_keys = st.sampled_from(
+    [
+        *("ts", "seq", "values", "type", "data", "online", "battery", "rssi", "firmware", "uptime"),
+        *("bn", "bt", "bu", "bver", "n", "u", "v", "vs", "vb", "t", "ut", "s", "hs", "tp", "glare_score"),
+    ]
+)
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
+    max_leaves=20,
+)
+_topics = st.one_of(
+    st.sampled_from([BUOY + "/up", CAM + "/up", CAM + "/evt", CAM + "/status"]),
+    st.text(max_size=60),
+    st.builds(
+        "midika/v1/{}/{}/{}".format,
+        st.sampled_from(["onjuku-rip", "goto-tuna", "x", "", "+"]),
+        st.sampled_from(["onjuku-cam-01", "onjuku-buoy-01", "goto-feeder-01", "nope", "#"]),
+        st.sampled_from(["up", "evt", "status", "down", "", "up/x"]),
+    ),
+)
+
+
+_names = st.sampled_from(["hs", "tp", "tide", "glare_score", "persons_in_water", "rip_index", "x"])
+_reading = st.fixed_dictionaries(
+    {"values": st.dictionaries(_names, _json_leaf, min_size=1, max_size=3)},
+    optional={"ts": _json_leaf, "seq": _json_leaf},
+)
+_senml_record = st.fixed_dictionaries(
+    {"n": _names, "v": _json_leaf},
+    optional={"bn": _json_leaf, "bt": _json_leaf, "t": _json_leaf, "u": _json_leaf, "bu": _json_leaf},
+)
+_near_valid = st.one_of(
+    _reading, st.lists(_reading, min_size=1, max_size=4), st.lists(_senml_record, max_size=4)
+)
+
+
+def _encode(doc: Any) -> bytes:
+    return json.dumps(doc, allow_nan=True).encode()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    topic=_topics, payload=st.one_of(st.binary(max_size=200), _json.map(_encode), _near_valid.map(_encode))
+)
+def test_process_never_raises(topic: str, payload: bytes) -> None:
+    outcome = process(topic, payload, received=RECEIVED, trials=SHIPPED, settings=SETTINGS)
+    assert isinstance(outcome, Accepted | Rejected)
+    if isinstance(outcome, Rejected):
+        assert outcome.quarantine.detail
+        assert outcome.quarantine.payload == payload[: SETTINGS.quarantine_payload_cap]
