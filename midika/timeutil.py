@@ -43,7 +43,10 @@ def parse_timestamp(raw: object) -> datetime:
             raise ValueError(f"timestamp {raw!r} is not RFC 3339") from exc
         if parsed.tzinfo is None:
             raise ValueError(f"timestamp {raw!r} has no UTC offset; RFC 3339 requires one (e.g. 'Z')")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+            raise ValueError(f"timestamp {raw!r} is out of range") from exc
     raise ValueError(f"timestamp must be RFC 3339 text or an epoch number, got {type(raw).__name__}")
 
 
