@@ -36,3 +36,7 @@ class StoreUnavailable(StoreError):
 
 class NotFound(MidikaError):
     """A named trial, device or other object does not exist."""
+
+
+class BadQuery(MidikaError):
+    """A query parameter is invalid; the message says which."""

@@ -1,0 +1,620 @@
+"""The contract every store implements, as tests: subclass `StoreContract` and provide a `store` fixture.
+
+The class name does not start with "Test", so pytest collects it only through its subclasses, e.g.
+`class TestDuckDBStore(StoreContract)`. Nothing here knows which store it runs against; times are
+compared at the microsecond, the precision every store must keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+
+import pytest
+
+from midika.errors import BadQuery
+from midika.models.records import (
+    DeviceState,
+    Event,
+    Quality,
+    QuarantineReason,
+    QuarantineRecord,
+    Reading,
+    StatusReport,
+)
+from midika.store.base import (
+    AggregateQuery,
+    Bucket,
+    EventQuery,
+    QuarantineQuery,
+    ReadingQuery,
+    Store,
+    WriteResult,
+)
+from tests.store.samples import (
+    DEVICES,
+    JST,
+    NUMERIC,
+    OTHER_TRIAL,
+    T0,
+    TEXT,
+    TRIAL,
+    at,
+    event,
+    event_matches,
+    expected_buckets,
+    expected_latest,
+    expected_readings,
+    quarantined,
+    reading,
+    reading_order,
+    sample_events,
+    sample_readings,
+    shuffled_batches,
+)
+
+END = T0 + timedelta(hours=3)
+
+
+def is_utc(ts: datetime | None) -> bool:
+    """Whether `ts` is a timezone-aware datetime in UTC."""
+    return ts is not None and ts.tzinfo is not None and ts.utcoffset() == timedelta(0)
+
+
+def read_all(store: Store, query: ReadingQuery) -> list[Reading]:
+    """Every page of `query`, checking that only the last page lacks a cursor and no page is short."""
+    items: list[Reading] = []
+    cursor: str | None = None
+    for _ in range(100_000):
+        page = store.query_readings(dataclasses.replace(query, cursor=cursor))
+        items.extend(page.items)
+        if page.next_cursor is None:
+            assert len(page.items) <= query.limit
+            return items
+        assert len(page.items) == query.limit, "a page followed by another must be full"
+        cursor = page.next_cursor
+    raise AssertionError("pagination never ended")
+
+
+def read_all_events(store: Store, query: EventQuery) -> list[Event]:
+    """Every page of an event query."""
+    items: list[Event] = []
+    cursor: str | None = None
+    for _ in range(100_000):
+        page = store.query_events(dataclasses.replace(query, cursor=cursor))
+        items.extend(page.items)
+        if page.next_cursor is None:
+            assert len(page.items) <= query.limit
+            return items
+        assert len(page.items) == query.limit, "a page followed by another must be full"
+        cursor = page.next_cursor
+    raise AssertionError("pagination never ended")
+
+
+def write_sample(store: Store) -> list[Reading]:
+    """Store the sample readings of two trials in shuffled batches; return them."""
+    readings = sample_readings() + sample_readings(trial=OTHER_TRIAL, seed=8)
+    for batch in shuffled_batches(readings, size=137):
+        assert store.write_readings(batch) == WriteResult(written=len(batch), duplicates=0)
+    return readings
+
+
+def event_order(e: Event) -> tuple[datetime, str, str]:
+    return (e.ts, e.device, e.type)
+
+
+def assert_same_buckets(got: list[Bucket], want: list[Bucket]) -> None:
+    """Equal buckets; means may differ in the last bits, since stores sum in their own order."""
+    assert [(b.measurement, b.device, b.start, b.count, b.min, b.max) for b in got] == [
+        (b.measurement, b.device, b.start, b.count, b.min, b.max) for b in want
+    ]
+    assert [b.mean for b in got] == pytest.approx([b.mean for b in want], rel=1e-12)
+
+
+class StoreContract:
+    """Behaviour every `Store` shares; subclasses provide a fresh, empty `store` fixture."""
+
+    # -- readings: writing ----------------------------------------------------------------------
+
+    def test_readings_round_trip_with_every_field(self, store: Store) -> None:
+        written = [
+            reading("buoy-1", "water_temp", ts=at(0.000001), value=-1.5, seq=2**40),
+            reading("buoy-1", "sea_state", ts=at(1), value=None, text="荒れ — rough", seq=None),
+            reading(
+                "buoy-2", "water_temp", ts=at(1).astimezone(JST), value=0.0, quality=Quality.OUT_OF_RANGE
+            ),
+            reading("buoy-2", "wave_height", ts=at(2.5), value=1e-300, quality=Quality(7), seq=0),
+        ]
+        assert store.write_readings(written) == WriteResult(written=4, duplicates=0)
+
+        got = store.query_readings(ReadingQuery(trial=TRIAL)).items
+
+        assert got == sorted(written, key=reading_order)
+        assert all(is_utc(r.ts) and is_utc(r.ingest_ts) for r in got)
+        assert all(isinstance(r.quality, Quality) for r in got)
+
+    def test_empty_write_does_nothing(self, store: Store) -> None:
+        assert store.write_readings([]) == WriteResult(written=0, duplicates=0)
+        assert store.write_events([]) == WriteResult(written=0, duplicates=0)
+        store.write_status([])
+        store.write_quarantine([])
+        assert store.query_readings(ReadingQuery(trial=TRIAL)).items == []
+
+    def test_duplicates_across_batches_are_counted_and_not_stored(self, store: Store) -> None:
+        first = [reading(d, "water_temp", ts=at(i), value=float(i)) for d in DEVICES for i in range(10)]
+        again = [dataclasses.replace(r, value=-1.0, seq=99) for r in first[::2]]
+        new = [reading(d, "water_temp", ts=at(100 + i)) for d in DEVICES for i in range(4)]
+
+        assert store.write_readings(first) == WriteResult(written=len(first), duplicates=0)
+        assert store.write_readings(again + new) == WriteResult(written=len(new), duplicates=len(again))
+
+        got = read_all(store, ReadingQuery(trial=TRIAL, limit=1000))
+        assert got == sorted(first + new, key=reading_order), "the first stored reading of a key stays"
+
+    def test_duplicates_within_a_batch_keep_the_first(self, store: Store) -> None:
+        a = reading("buoy-1", ts=at(5), value=1.0)
+        b = reading("buoy-2", ts=at(5), value=2.0)
+        batch = [a, dataclasses.replace(a, value=9.0), b, dataclasses.replace(a, value=8.0), b]
+
+        assert store.write_readings(batch) == WriteResult(written=2, duplicates=3)
+        assert store.query_readings(ReadingQuery(trial=TRIAL)).items == [a, b]
+
+    def test_the_same_instant_in_another_zone_is_a_duplicate(self, store: Store) -> None:
+        utc = reading(ts=at(60))
+        jst = dataclasses.replace(utc, ts=utc.ts.astimezone(JST), value=3.0)
+
+        assert store.write_readings([utc]) == WriteResult(written=1, duplicates=0)
+        assert store.write_readings([jst]) == WriteResult(written=0, duplicates=1)
+
+    def test_every_part_of_the_key_distinguishes_readings(self, store: Store) -> None:
+        base = reading("buoy-1", "water_temp", ts=at(7))
+        variants = [
+            base,
+            dataclasses.replace(base, trial=OTHER_TRIAL),
+            dataclasses.replace(base, device="buoy-2"),
+            dataclasses.replace(base, measurement="wave_height"),
+            dataclasses.replace(base, ts=base.ts + timedelta(microseconds=1)),
+        ]
+        assert store.write_readings(variants) == WriteResult(written=5, duplicates=0)
+        assert store.write_readings(variants) == WriteResult(written=0, duplicates=5)
+
+    # -- readings: querying ---------------------------------------------------------------------
+
+    def test_readings_come_ordered_by_time_device_measurement(self, store: Store) -> None:
+        readings = write_sample(store)
+
+        got = store.query_readings(ReadingQuery(trial=TRIAL, limit=100_000))
+
+        assert got.next_cursor is None
+        assert got.items == expected_readings(readings, ReadingQuery(trial=TRIAL))
+        assert len({r.ts for r in got.items}) < len(got.items), "the sample must have ties in time"
+
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            {"devices": ["buoy-2"]},
+            {"devices": ["buoy-1", "pier-cam"], "measurements": ["wave_height", TEXT]},
+            {"measurements": ["salinity"]},
+            {"devices": []},
+            {"devices": ["nobody"]},
+            {"start": at(1800)},
+            {"end": at(1800)},
+            {"start": at(600), "end": at(1200)},
+            {"start": at(1200), "end": at(600)},
+            {"start": (T0 + timedelta(hours=1)).astimezone(JST), "end": T0 + timedelta(hours=2)},
+            {"quality": Quality.OK},
+            {"quality": Quality.OUT_OF_RANGE},
+            {"quality": Quality.OUT_OF_RANGE | Quality.CLOCK_SUSPECT},
+            {"quality": Quality.CLOCK_SUSPECT, "devices": ["buoy-1"], "start": at(3000)},
+        ],
+        ids=repr,
+    )
+    def test_reading_filters(self, store: Store, filters: dict[str, object]) -> None:
+        readings = write_sample(store)
+        query = ReadingQuery(trial=TRIAL, limit=100_000, **filters)  # type: ignore[arg-type]
+
+        got = store.query_readings(query).items
+
+        assert got == expected_readings(readings, query)
+
+    def test_start_is_inclusive_and_end_exclusive(self, store: Store) -> None:
+        readings = sorted(write_sample(store), key=reading_order)
+        mine = [r for r in readings if r.trial == TRIAL]
+        start, end = mine[100].ts, mine[200].ts
+
+        got = store.query_readings(ReadingQuery(trial=TRIAL, start=start, end=end, limit=100_000)).items
+
+        assert got[0].ts == start
+        assert all(r.ts < end for r in got)
+        assert got == [r for r in mine if start <= r.ts < end]
+
+    def test_other_trials_are_separate(self, store: Store) -> None:
+        readings = write_sample(store)
+
+        got = read_all(store, ReadingQuery(trial=OTHER_TRIAL, limit=500))
+
+        assert got == expected_readings(readings, ReadingQuery(trial=OTHER_TRIAL))
+        assert store.query_readings(ReadingQuery(trial="nowhere")).items == []
+
+    @pytest.mark.parametrize("limit", [1, 7, 250, 1000])
+    def test_pages_visit_every_reading_once(self, store: Store, limit: int) -> None:
+        readings = write_sample(store)
+        query = ReadingQuery(trial=TRIAL, limit=limit)
+
+        got = read_all(store, query)
+
+        assert got == expected_readings(readings, query)
+
+    def test_pages_keep_their_filters(self, store: Store) -> None:
+        readings = write_sample(store)
+        query = ReadingQuery(
+            trial=TRIAL, devices=["buoy-1", "buoy-2"], measurements=list(NUMERIC[:2]), end=at(4000), limit=9
+        )
+
+        assert read_all(store, query) == expected_readings(readings, query)
+
+    def test_a_full_last_page_has_no_cursor(self, store: Store) -> None:
+        readings = [reading(ts=at(i)) for i in range(10)]
+        store.write_readings(readings)
+
+        first = store.query_readings(ReadingQuery(trial=TRIAL, limit=5))
+        assert first.next_cursor is not None
+        last = store.query_readings(ReadingQuery(trial=TRIAL, limit=5, cursor=first.next_cursor))
+
+        assert first.items + last.items == readings
+        assert last.next_cursor is None
+
+    def test_pages_stay_exact_while_readings_arrive(self, store: Store) -> None:
+        base = [r for r in sample_readings() if r.measurement != TEXT]
+        store.write_readings(base)
+        visited: list[Reading] = []
+        behind: list[Reading] = []
+        ahead: list[Reading] = []
+        cursor: str | None = None
+        for step in range(10_000):
+            page = store.query_readings(ReadingQuery(trial=TRIAL, limit=40, cursor=cursor))
+            visited.extend(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+            last = page.items[-1]
+            # Between pages: readings before the cursor, right after it, after everything, and a
+            # redelivery of one already visited.
+            new_behind = reading("buoy-9", f"behind_{step}", ts=last.ts - timedelta(microseconds=1))
+            new_ahead = [
+                dataclasses.replace(last, measurement="zz_after_cursor", value=float(step)),
+                reading("buoy-9", ts=END + timedelta(seconds=step), value=float(step)),
+            ]
+            redelivery = dataclasses.replace(page.items[0], value=-99.0)
+            result = store.write_readings([new_behind, *new_ahead, redelivery])
+            assert result == WriteResult(written=3, duplicates=1)
+            behind.append(new_behind)
+            ahead.extend(new_ahead)
+
+        assert len(ahead) > 20, "the test should have written between many pages"
+        keys = [reading_order(r) for r in visited]
+        assert keys == sorted(set(keys)), "pages must not repeat or reorder readings"
+        counts = Counter(visited)
+        assert all(counts[r] == 1 for r in base), "every reading stored before paging is visited once"
+        assert all(counts[r] == 1 for r in ahead), "readings written ahead of the cursor are visited"
+        assert not any(r in counts for r in behind), "readings written behind the cursor are not"
+
+    @pytest.mark.parametrize("cursor", ["not a cursor", "%%%", "AAAA", "e30", "W10"])
+    def test_a_bad_cursor_is_a_bad_query(self, store: Store, cursor: str) -> None:
+        store.write_readings([reading(ts=at(1))])
+        store.write_events([event(ts=at(1))])
+        with pytest.raises(BadQuery, match="cursor"):
+            store.query_readings(ReadingQuery(trial=TRIAL, cursor=cursor))
+        with pytest.raises(BadQuery, match="cursor"):
+            store.query_events(EventQuery(trial=TRIAL, cursor=cursor))
+
+    def test_bad_limits_and_naive_times_are_bad_queries(self, store: Store) -> None:
+        with pytest.raises(BadQuery, match="limit"):
+            store.query_readings(ReadingQuery(trial=TRIAL, limit=0))
+        with pytest.raises(BadQuery, match="limit"):
+            store.query_events(EventQuery(trial=TRIAL, limit=-1))
+        with pytest.raises(BadQuery, match="limit"):
+            store.query_quarantine(QuarantineQuery(limit=0))
+        with pytest.raises(BadQuery, match="start"):
+            store.query_readings(ReadingQuery(trial=TRIAL, start=datetime(2025, 1, 1)))
+
+    # -- aggregates -----------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("per_device", [True, False])
+    @pytest.mark.parametrize("bucket", [timedelta(minutes=15), timedelta(minutes=7), timedelta(seconds=90)])
+    def test_aggregates_match_statistics_of_the_input(
+        self, store: Store, per_device: bool, bucket: timedelta
+    ) -> None:
+        readings = write_sample(store)
+        # A start off the bucket grid: buckets still align to the epoch, holding only readings >= start.
+        query = AggregateQuery(
+            trial=TRIAL, start=at(5 * 60 + 3), end=at(100 * 60), bucket=bucket, per_device=per_device
+        )
+
+        got = store.aggregate(query)
+
+        assert_same_buckets(got, expected_buckets(readings, query))
+        assert all(is_utc(b.start) for b in got)
+        assert any(b.count > 1 for b in got), "buckets should pool several readings"
+        assert TEXT not in {b.measurement for b in got}, "text readings have nothing to aggregate"
+
+    def test_aggregates_leave_out_empty_buckets(self, store: Store) -> None:
+        readings = write_sample(store)
+        query = AggregateQuery(
+            trial=TRIAL, start=T0, end=END, bucket=timedelta(minutes=10), devices=["buoy-2"]
+        )
+
+        got = store.aggregate(query)
+
+        starts = {b.start for b in got}
+        assert T0 + timedelta(minutes=40) not in starts, "buoy-2 is silent from minute 30 to 60"
+        assert all(b.count > 0 for b in got)
+        assert_same_buckets(got, expected_buckets(readings, query))
+
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            {"devices": ["pier-cam"]},
+            {"measurements": ["wave_height"]},
+            {"devices": ["buoy-1"], "measurements": ["salinity", TEXT]},
+            {"devices": []},
+        ],
+        ids=repr,
+    )
+    def test_aggregate_filters(self, store: Store, filters: dict[str, object]) -> None:
+        readings = write_sample(store)
+        query = AggregateQuery(
+            trial=TRIAL,
+            start=T0,
+            end=END,
+            bucket=timedelta(minutes=30),
+            **filters,  # type: ignore[arg-type]
+        )
+
+        assert_same_buckets(store.aggregate(query), expected_buckets(readings, query))
+
+    def test_aggregate_of_an_empty_range_is_empty(self, store: Store) -> None:
+        write_sample(store)
+        empty = AggregateQuery(
+            trial=TRIAL, start=END, end=END + timedelta(hours=1), bucket=timedelta(hours=1)
+        )
+        assert store.aggregate(empty) == []
+
+    @pytest.mark.parametrize("bucket", [timedelta(0), timedelta(seconds=-60)])
+    def test_aggregate_rejects_a_bucket_that_is_not_positive(self, store: Store, bucket: timedelta) -> None:
+        with pytest.raises(BadQuery, match="bucket"):
+            store.aggregate(AggregateQuery(trial=TRIAL, start=T0, end=END, bucket=bucket))
+
+    # -- latest ---------------------------------------------------------------------------------
+
+    def test_latest_is_the_greatest_event_time_not_the_last_written(self, store: Store) -> None:
+        readings = write_sample(store)
+        # Measured before everything, received after everything (a device emptying its buffer).
+        late_arrival = reading("buoy-1", "salinity", ts=at(-3600), value=123.0, ingest_delay_s=6 * 3600)
+        store.write_readings([late_arrival])
+
+        got = store.latest(trial=TRIAL)
+
+        assert got == expected_latest(readings, trial=TRIAL)
+        assert late_arrival not in got
+        assert all(is_utc(r.ts) and is_utc(r.ingest_ts) for r in got)
+
+    def test_latest_filters(self, store: Store) -> None:
+        readings = write_sample(store)
+        want = expected_latest(readings, trial=TRIAL)
+
+        got = store.latest(trial=TRIAL, devices=["buoy-2", "pier-cam"], measurements=["water_temp", TEXT])
+
+        assert got == [
+            r for r in want if r.device in ("buoy-2", "pier-cam") and r.measurement in ("water_temp", TEXT)
+        ]
+        assert store.latest(trial=OTHER_TRIAL) == expected_latest(readings, trial=OTHER_TRIAL)
+        assert store.latest(trial="nowhere") == []
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def test_events_round_trip_in_order(self, store: Store) -> None:
+        events = sample_events()
+        others = sample_events(trial=OTHER_TRIAL, seed=12)
+        for batch in (events[::2], others, events[1::2]):
+            assert store.write_events(batch) == WriteResult(written=len(batch), duplicates=0)
+
+        got = store.query_events(EventQuery(trial=TRIAL, limit=1000))
+
+        assert got.next_cursor is None
+        assert got.items == sorted(events, key=event_order)
+        assert len({e.ts for e in got.items}) < len(got.items), "the sample must have ties in time"
+        assert all(is_utc(e.ts) and is_utc(e.ingest_ts) for e in got.items)
+
+    def test_event_duplicates_are_counted(self, store: Store) -> None:
+        a = event("buoy-1", "VESSEL", ts=at(1), data={"length_m": 12.5})
+        b = event("buoy-1", "RIP_CURRENT", ts=at(1))
+        batch = [a, b, dataclasses.replace(a, data={"length_m": 99.0})]
+
+        assert store.write_events(batch) == WriteResult(written=2, duplicates=1)
+        assert store.write_events([b, event("buoy-2", "VESSEL", ts=at(1))]) == WriteResult(1, 1)
+        assert store.query_events(EventQuery(trial=TRIAL, devices=["buoy-1"])).items == [b, a]
+
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            {"devices": ["buoy-2"]},
+            {"types": ["VESSEL"]},
+            {"types": []},
+            {"devices": ["pier-cam"], "types": ["RIP_CURRENT"], "start": at(20 * 60)},
+            {"start": at(30 * 60), "end": at(60 * 60)},
+        ],
+        ids=repr,
+    )
+    def test_event_filters_and_pages(self, store: Store, filters: dict[str, object]) -> None:
+        events = sample_events() + sample_events(trial=OTHER_TRIAL, seed=12)
+        store.write_events(events)
+        query = EventQuery(trial=TRIAL, limit=4, **filters)  # type: ignore[arg-type]
+
+        got = read_all_events(store, query)
+
+        assert got == sorted((e for e in events if event_matches(e, query)), key=event_order)
+
+    # -- status and device state ----------------------------------------------------------------
+
+    def test_device_states_combine_status_and_last_seen(self, store: Store) -> None:
+        newest = StatusReport(
+            trial=TRIAL, device="buoy-1", ts=at(100), ingest_ts=at(101), online=True,
+            battery=3.9, rssi=-71.0, firmware="1.4.2", uptime_s=5000.0,
+        )  # fmt: skip
+        older_but_later_received = StatusReport(
+            trial=TRIAL, device="buoy-1", ts=at(50), ingest_ts=at(400), online=False, battery=3.1
+        )
+        store.write_status([newest])
+        store.write_status([older_but_later_received])
+        store.write_readings([reading("buoy-1", ts=at(200), ingest_delay_s=1)])
+        store.write_events([event("buoy-1", ts=at(300))])
+        store.write_readings([reading("buoy-2", ts=at(10), ingest_delay_s=2), reading("buoy-2", ts=at(5))])
+        store.write_events([event("pier-cam", ts=at(500)), event("pier-cam", ts=at(20))])
+        store.write_status([StatusReport(trial=TRIAL, device="pier-cam", ts=at(450), ingest_ts=at(460))])
+        store.write_status([StatusReport(trial=OTHER_TRIAL, device="buoy-7", ts=at(1), ingest_ts=at(2))])
+
+        got = sorted(store.device_states(trial=TRIAL), key=lambda s: s.device)
+
+        assert got == [
+            DeviceState(
+                trial=TRIAL,
+                device="buoy-1",
+                last_seen=at(400),
+                online=True,
+                battery=3.9,
+                rssi=-71.0,
+                firmware="1.4.2",
+                status_ts=at(100),
+            ),
+            DeviceState(trial=TRIAL, device="buoy-2", last_seen=at(12), online=None),
+            DeviceState(trial=TRIAL, device="pier-cam", last_seen=at(501), online=None, status_ts=at(450)),
+        ]
+        assert all(is_utc(s.last_seen) for s in got)
+        assert [s.device for s in store.device_states(trial=OTHER_TRIAL)] == ["buoy-7"]
+        assert store.device_states(trial="nowhere") == []
+
+    # -- quarantine -----------------------------------------------------------------------------
+
+    def test_quarantine_round_trips_payload_bytes_and_assigns_ids(self, store: Store) -> None:
+        records = [
+            quarantined(QuarantineReason.UNPARSEABLE, received=at(3), payload=b"\xff\xfe\x00{not json"),
+            quarantined(QuarantineReason.BAD_TOPIC, received=at(1), payload=b"", trial=None, device=None),
+            quarantined(
+                QuarantineReason.TOO_LARGE, received=at(2), payload=b"x" * 64, payload_size=2_000_000
+            ),
+            quarantined(QuarantineReason.UNKNOWN_DEVICE, received=at(2).astimezone(JST), device="ghost"),
+        ]
+        store.write_quarantine(records[:2])
+        store.write_quarantine(records[2:])
+
+        got = store.query_quarantine(QuarantineQuery())
+
+        ids = [q.id for q in got]
+        assert all(isinstance(i, int) for i in ids)
+        assert len(set(ids)) == len(ids)
+        assert [q.received_ts for q in got] == sorted((q.received_ts for q in records), reverse=True)
+        without_ids = [dataclasses.replace(q, id=None) for q in got]
+        assert sorted(without_ids, key=lambda q: q.reason) == sorted(records, key=lambda q: q.reason)
+        assert all(is_utc(q.received_ts) for q in got)
+
+    def test_quarantine_filters(self, store: Store) -> None:
+        reasons = list(QuarantineReason)
+        records = [
+            quarantined(
+                reasons[i % len(reasons)],
+                received=at(i),
+                trial=(TRIAL, OTHER_TRIAL, None)[i % 3],
+                payload=bytes([i]),
+            )
+            for i in range(40)
+        ]
+        store.write_quarantine(records)
+        stored = store.query_quarantine(QuarantineQuery())
+        by_payload = {q.payload: q for q in stored}
+
+        def expect(keep: list[QuarantineRecord]) -> list[bytes]:
+            return [q.payload for q in sorted(keep, key=lambda q: q.received_ts, reverse=True)]
+
+        def got(query: QuarantineQuery) -> list[bytes]:
+            return [q.payload for q in store.query_quarantine(query)]
+
+        assert got(QuarantineQuery()) == expect(records)
+        assert got(QuarantineQuery(trial=TRIAL)) == expect([q for q in records if q.trial == TRIAL])
+        wanted = [QuarantineReason.UNPARSEABLE, QuarantineReason.NON_FINITE]
+        assert got(QuarantineQuery(reasons=wanted)) == expect([q for q in records if q.reason in wanted])
+        assert got(QuarantineQuery(start=at(10), end=at(20))) == expect(
+            [q for q in records if at(10) <= q.received_ts < at(20)]
+        )
+        assert got(QuarantineQuery(limit=5)) == expect(records)[:5]
+        picked = [by_payload[bytes([i])].id for i in (3, 17, 30)]
+        assert got(QuarantineQuery(ids=[i for i in picked if i is not None])) == [
+            bytes([30]),
+            bytes([17]),
+            bytes([3]),
+        ]
+        assert got(QuarantineQuery(ids=[])) == []
+        assert (
+            got(QuarantineQuery(trial=OTHER_TRIAL, reasons=[reasons[1]], limit=2))
+            == expect([q for q in records if q.trial == OTHER_TRIAL and q.reason == reasons[1]])[:2]
+        )
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def test_concurrent_readers_and_a_writer(self, store: Store) -> None:
+        batches = [
+            [
+                reading(DEVICES[b % 3], NUMERIC[i % 3], ts=at(b * 10 + i / 1000), value=float(i))
+                for i in range(300)
+            ]
+            for b in range(30)
+        ]
+        errors: list[BaseException] = []
+        sizes: dict[int, list[int]] = {n: [] for n in range(3)}
+        done = threading.Event()
+
+        def write() -> None:
+            try:
+                for batch in batches:
+                    assert store.write_readings(batch) == WriteResult(written=len(batch), duplicates=0)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        def read(n: int) -> None:
+            try:
+                while True:
+                    finished = done.is_set()
+                    items = store.query_readings(ReadingQuery(trial=TRIAL, limit=100_000)).items
+                    keys = [reading_order(r) for r in items]
+                    assert keys == sorted(keys)
+                    sizes[n].append(len(items))
+                    store.latest(trial=TRIAL)
+                    store.aggregate(
+                        AggregateQuery(trial=TRIAL, start=T0, end=END, bucket=timedelta(minutes=1))
+                    )
+                    store.device_states(trial=TRIAL)
+                    if finished:
+                        return
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read, args=(n,)) for n in range(3)]
+        threads.append(threading.Thread(target=write))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+        assert not errors, errors
+        assert not any(thread.is_alive() for thread in threads)
+        total = sum(len(b) for b in batches)
+        for seen in sizes.values():
+            assert seen == sorted(seen), "a reader saw readings disappear"
+            assert seen[-1] == total
+        assert read_all(store, ReadingQuery(trial=TRIAL, limit=1000)) == sorted(
+            (r for b in batches for r in b), key=reading_order
+        )

@@ -1,0 +1,172 @@
+"""The embedded DuckDB store: the shared contract, plus what only a file-backed store can get wrong."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from midika.errors import BadQuery, StoreError
+from midika.models.records import QuarantineReason, StatusReport
+from midika.store.base import AggregateQuery, EventQuery, QuarantineQuery, ReadingQuery, WriteResult
+from midika.store.duckdb import DuckDBStore
+from tests.store.contract import StoreContract, read_all, read_all_events
+from tests.store.samples import (
+    T0,
+    TRIAL,
+    at,
+    event,
+    expected_buckets,
+    expected_readings,
+    quarantined,
+    reading,
+    sample_events,
+    sample_readings,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    """A fresh store in a file of its own."""
+    opened = DuckDBStore(path=tmp_path / "store.duckdb")
+    yield opened
+    opened.close()
+
+
+class TestDuckDBStore(StoreContract):
+    """The store contract, run against a DuckDB file."""
+
+
+def test_everything_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "kept.duckdb"
+    readings, events = sample_readings(), sample_events()
+    status = StatusReport(trial=TRIAL, device="buoy-1", ts=at(9), ingest_ts=at(10), online=True, battery=3.7)
+    first = DuckDBStore(path=path)
+    first.write_readings(readings)
+    first.write_events(events)
+    first.write_status([status])
+    first.write_quarantine([quarantined(QuarantineReason.UNPARSEABLE, received=at(1), payload=b"\x00\xff")])
+    states = first.device_states(trial=TRIAL)
+    first.close()
+
+    again = DuckDBStore(path=path)
+    try:
+        assert read_all(again, ReadingQuery(trial=TRIAL, limit=500)) == expected_readings(
+            readings, ReadingQuery(trial=TRIAL)
+        )
+        assert len(read_all_events(again, EventQuery(trial=TRIAL))) == len(events)
+        assert again.device_states(trial=TRIAL) == states
+        assert again.write_readings(readings[:100]) == WriteResult(written=0, duplicates=100)
+        # Ids keep counting after a restart, so an id never names two messages.
+        again.write_quarantine([quarantined(QuarantineReason.BAD_TOPIC, received=at(2))])
+        ids = [q.id for q in again.query_quarantine(QuarantineQuery())]
+        assert len(ids) == 2
+        assert len(set(ids)) == 2
+    finally:
+        again.close()
+
+
+def test_an_in_memory_store_works(tmp_path: Path) -> None:
+    memory = DuckDBStore(path=":memory:")
+    try:
+        assert memory.write_readings([reading(ts=at(1)), reading(ts=at(1))]) == WriteResult(1, 1)
+        assert len(memory.latest(trial=TRIAL)) == 1
+    finally:
+        memory.close()
+    assert not list(tmp_path.iterdir()), "':memory:' must not create a file"
+
+
+def test_a_closed_store_raises_store_error(store: DuckDBStore) -> None:
+    store.close()
+    store.close()  # closing twice is harmless
+    with pytest.raises(StoreError, match="closed"):
+        store.query_readings(ReadingQuery(trial=TRIAL))
+    with pytest.raises(StoreError, match="closed"):
+        store.write_readings([reading(ts=at(1))])
+
+
+def test_close_waits_for_calls_in_flight(store: DuckDBStore) -> None:
+    store.write_readings(sample_readings())
+    outcomes: list[str] = []
+    started = threading.Event()
+
+    def keep_reading() -> None:
+        while True:
+            try:
+                store.aggregate(
+                    AggregateQuery(trial=TRIAL, start=T0, end=at(7200), bucket=timedelta(seconds=1))
+                )
+            except StoreError as exc:
+                outcomes.append(str(exc))
+                return
+            except BaseException as exc:
+                outcomes.append(f"unexpected: {exc!r}")
+                return
+            outcomes.append("ok")
+            started.set()
+
+    readers = [threading.Thread(target=keep_reading) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    assert started.wait(timeout=30)
+
+    store.close()
+
+    for reader in readers:
+        reader.join(timeout=30)
+    failures = [o for o in outcomes if o != "ok"]
+    assert len(failures) == len(readers)
+    assert all("is closed" in o for o in failures), failures
+
+
+def test_cursors_are_url_safe_and_belong_to_their_listing(store: DuckDBStore) -> None:
+    store.write_readings([reading(device=f"buoy {i}/ä", ts=at(i)) for i in range(3)])
+    store.write_events([event(ts=at(i)) for i in range(3)])
+    reading_cursor = store.query_readings(ReadingQuery(trial=TRIAL, limit=1)).next_cursor
+    event_cursor = store.query_events(EventQuery(trial=TRIAL, limit=1)).next_cursor
+    assert reading_cursor is not None
+    assert event_cursor is not None
+
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", reading_cursor)
+    with pytest.raises(BadQuery, match="cursor"):
+        store.query_events(EventQuery(trial=TRIAL, cursor=reading_cursor))
+    with pytest.raises(BadQuery, match="cursor"):
+        store.query_readings(ReadingQuery(trial=TRIAL, cursor=event_cursor))
+
+
+def test_results_do_not_depend_on_the_session_time_zone(store: DuckDBStore, tmp_path: Path) -> None:
+    readings = sample_readings()
+    # Another connection to the same database changes the zone for every new connection of it.
+    other = duckdb.connect(str(tmp_path / "store.duckdb"))
+    other.execute("SET GLOBAL TimeZone = 'Asia/Tokyo'")
+    try:
+        store.write_readings(readings)
+        query = ReadingQuery(trial=TRIAL, start=at(3600), end=at(5400), limit=10_000)
+        assert store.query_readings(query).items == expected_readings(readings, query)
+        buckets = AggregateQuery(trial=TRIAL, start=T0, end=at(7200), bucket=timedelta(days=1))
+        assert [b.start for b in store.aggregate(buckets)] == [
+            b.start for b in expected_buckets(readings, buckets)
+        ]
+    finally:
+        other.close()
+
+
+def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    DuckDBStore(path=path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE midika_meta SET value = '0' WHERE key = 'schema_version'")
+    con.close()
+
+    with pytest.raises(StoreError, match="schema version 0"):
+        DuckDBStore(path=path)
+
+
+def test_an_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        DuckDBStore(path=tmp_path / "missing-folder" / "store.duckdb")
