@@ -273,6 +273,66 @@ class _AuthFirstBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inf
         self._admitted[id(session)] = session
         return handler, session
 
+    async def _client_message_loop(self, client_session: Any, handler: Any) -> None:
+        """Serve one connected client, routing every acknowledged PUBLISH before its disconnect.
+
+        amqtt 0.12.1 sends PUBACK for a QoS 1 PUBLISH as soon as the message is queued for routing,
+        and its own loop cancels that queue when the client disconnects: a device that sends a burst
+        (a store-and-forward batch, a simulator backfill) and hangs up loses the tail of it, though
+        every message was acknowledged. This loop drains the queue before the disconnect is handled.
+        """
+        waiters: dict[str, asyncio.Future[Any]] = {
+            "disconnect": asyncio.ensure_future(handler.wait_disconnect()),
+            "subscribe": asyncio.ensure_future(handler.get_next_pending_subscription()),
+            "unsubscribe": asyncio.ensure_future(handler.get_next_pending_unsubscription()),
+            "deliver": asyncio.ensure_future(handler.mqtt_deliver_next_message()),
+        }
+        try:
+            while True:
+                done, _ = await asyncio.wait(waiters.values(), return_when=asyncio.FIRST_COMPLETED)
+                if waiters["deliver"] in done:
+                    if not await self._handle_message_delivery(client_session, handler, waiters["deliver"]):
+                        break  # amqtt closes a client that publishes to an invalid topic
+                    waiters["deliver"] = asyncio.ensure_future(handler.mqtt_deliver_next_message())
+                if waiters["subscribe"] in done:
+                    await self._handle_subscription(client_session, handler, waiters["subscribe"])
+                    waiters["subscribe"] = asyncio.ensure_future(handler.get_next_pending_subscription())
+                if waiters["unsubscribe"] in done:
+                    await self._handle_unsubscription(client_session, handler, waiters["unsubscribe"])
+                    waiters["unsubscribe"] = asyncio.ensure_future(handler.get_next_pending_unsubscription())
+                if waiters["disconnect"] in done:
+                    await self._route_acknowledged(client_session, handler, waiters["deliver"])
+                    await self._handle_disconnect(client_session, handler, waiters["disconnect"])
+                    break
+        except asyncio.CancelledError:
+            _log.debug("client loop of %s cancelled", client_session.client_id)
+        finally:
+            for waiter in waiters.values():
+                waiter.cancel()
+            await asyncio.gather(*waiters.values(), return_exceptions=True)
+
+    async def _route_acknowledged(
+        self, client_session: Any, handler: Any, pending: asyncio.Future[Any]
+    ) -> None:
+        """Route the message `pending` may hold and everything still queued for this client."""
+        pending.cancel()
+        # Cancelling a Queue.get that has not resumed leaves its item in the queue; one that has
+        # resumed finished with the message as its result.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pending, return_exceptions=True)
+        messages = []
+        if pending.done() and not pending.cancelled() and pending.exception() is None and pending.result():
+            messages.append(pending.result())
+        queue = client_session.delivered_message_queue
+        while not queue.empty():
+            messages.append(queue.get_nowait())
+        loop = asyncio.get_running_loop()
+        for message in messages:
+            ready: asyncio.Future[Any] = loop.create_future()
+            ready.set_result(message)
+            if not await self._handle_message_delivery(client_session, handler, ready):
+                break
+
     async def _authenticate(self, session: Any, listener: Any) -> bool:
         # Called by amqtt right after _initialize_client_session: don't run PBKDF2 twice.
         if self._admitted.pop(id(session), None) is session:
