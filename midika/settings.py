@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     store: Literal["duckdb", "influxdb"] = Field("duckdb", description="which store adapter to use")
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/midika.duckdb")
 
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (1.8+, 2.x, 3.x)")
+    influx_token: SecretStr | None = Field(None, description="InfluxDB API token (2.x, 3.x)")
+    influx_username: str | None = Field(None, description="InfluxDB user (1.x with auth)")
+    influx_password: SecretStr | None = Field(None, description="InfluxDB password (1.x with auth)")
+    influx_org: str = Field("-", description="InfluxDB organisation (2.x only)")
+    influx_database: str = Field("midika", min_length=1, description="database queried with InfluxQL")
+    influx_rp: str | None = Field(None, description="retention policy; unset uses the default")
+    influx_bucket: str | None = Field(None, description="write bucket; default <database>/<rp>")
+    influx_timeout_s: float = Field(10.0, gt=0, description="InfluxDB request timeout in seconds")
+
     broker_url: str | None = Field(
         None, description="external broker, e.g. mqtt://host:1883; unset runs the embedded broker"
     )

@@ -22,8 +22,18 @@ def open_store(settings: Settings) -> Store:
             ) from exc
         return DuckDBStore(path=path)
     if settings.store == "influxdb":
-        raise ConfigError(
-            "MIDIKA_STORE=influxdb: the InfluxDB store is not available yet; use MIDIKA_STORE=duckdb"
+        from midika.store.influx import InfluxStore
+
+        return InfluxStore(
+            url=settings.influx_url,
+            database=settings.influx_database,
+            retention_policy=settings.influx_rp,
+            bucket=settings.influx_bucket,
+            token=settings.influx_token.get_secret_value() if settings.influx_token else None,
+            username=settings.influx_username,
+            password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+            org=settings.influx_org,
+            timeout_s=settings.influx_timeout_s,
         )
     # Settings validates the value; this guards a new choice added there but not here.
     raise ConfigError(f"MIDIKA_STORE={settings.store}: no such store")

@@ -8,7 +8,6 @@ timestamp, and quarantine ids. Every test gets a database of its own on one shar
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,6 @@ from midika.models.records import Event, Quality, QuarantineReason, QuarantineRe
 from midika.store.base import EventQuery, QuarantineQuery, ReadingQuery
 from midika.store.influx import InfluxStore
 from midika.store.influx_keys import time_ranges
-from tests.conftest import require_program
 from tests.influx_server import InfluxServer
 from tests.influx_v2_shim import V2WriteShim
 from tests.store.contract import StoreContract
@@ -28,24 +26,6 @@ pytestmark = pytest.mark.servers
 
 T0 = datetime(2025, 7, 1, tzinfo=UTC)
 MINUTE_US = 60_000_000
-
-
-@pytest.fixture(scope="module")
-def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxServer, V2WriteShim]]:
-    """One influxd for the module, with the v2 write shim in front of it."""
-    server = InfluxServer(program=require_program("influxd"), root=tmp_path_factory.mktemp("influxd"))
-    with server, V2WriteShim(upstream_url=server.url) as shim:
-        yield server, shim
-
-
-@pytest.fixture
-def database(influx: tuple[InfluxServer, V2WriteShim]) -> Iterator[str]:
-    """A fresh database, dropped after the test."""
-    server, _ = influx
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    server.create_database(name)
-    yield name
-    server.drop_database(name)
 
 
 @pytest.fixture
