@@ -26,13 +26,13 @@ from devices.contract import INGEST_KINDS, topic_filter
 from ingest.errors import BrokerRefused, BrokerUnreachable, IngestError
 from ingest.pipeline import Accepted, Rejected, TrialLookup, process
 from ingest.writer import BatchWriter, IngestStats
-
-__all__ = ["SUBSCRIPTIONS", "IngestStats", "IngestWorker"]
 from midika.broker_address import BrokerAddress
 from midika.models.records import QuarantineReason, QuarantineRecord
 from midika.settings import Settings
 from midika.store.base import Store
 from midika.timeutil import Clock, utcnow
+
+__all__ = ["SUBSCRIPTIONS", "IngestStats", "IngestWorker"]
 
 log = logging.getLogger(__name__)
 
