@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from api.auth import authorize, document_roles
 from api.deps import Services, TrialSource, reject_unknown_parameters
 from api.errors import install_error_handlers
 from api.routes import devices, events, health, readings, trials
 from midika import __version__
+from midika.keys import KeyRing
 from midika.settings import Settings
 from midika.store.base import Store
 
@@ -21,7 +23,8 @@ DESCRIPTION = """\
 Readings, events and device state of regional IoT field trials, for evaluators.
 
 Times are RFC 3339 (`2026-07-01T00:00:00Z`); windows are `[start, end)`. Lists that can be long
-are paged: follow `next` until it is null. Every error has the same body,
+are paged: follow `next` until it is null. Every route but /health needs an API key
+(`midika keys create`), sent as `Authorization: Bearer <key>`. Every error has the same body,
 `{"error": {"status", "code", "message", "details"}}`, and the message says what to fix.
 """
 
@@ -29,8 +32,13 @@ are paged: follow `next` until it is null. Every error has the same body,
 ROUTERS = (health.router, trials.router, devices.router, readings.router, events.router)
 
 
-def create_app(*, store: Store, trials: TrialSource, settings: Settings) -> FastAPI:
-    """An API app serving `trials` from `store`; the caller owns (and closes) the store."""
+def create_app(
+    *, store: Store, trials: TrialSource, settings: Settings, keys: KeyRing | None = None
+) -> FastAPI:
+    """An API app serving `trials` from `store`; the caller owns (and closes) the store.
+
+    `keys` defaults to the key file of `settings.data_dir`.
+    """
     app = FastAPI(
         title="midika",
         version=__version__,
@@ -39,11 +47,15 @@ def create_app(*, store: Store, trials: TrialSource, settings: Settings) -> Fast
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.services = Services(store=store, trials=trials, settings=settings)
+    ring = keys or KeyRing(path=settings.api_keys_file)
+    app.state.services = Services(store=store, trials=trials, settings=settings, keys=ring)
+    app.state.keys = ring
+    app.state.api_prefix = API_PREFIX
     install_error_handlers(app)
-    # The auth dependency (a later issue) goes in `dependencies=` here too, so every route gets it.
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_parameters)])
+    # authorize runs first, so a request without a valid key learns nothing from parameter errors.
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize), Depends(reject_unknown_parameters)])
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    document_roles(app, API_PREFIX)  # raises if a route has no role in api.auth.ROUTE_ROLES
     return app

@@ -13,8 +13,10 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from api.auth import current_key
 from api.errors import ApiError
 from api.schemas import ErrorDetail
+from midika.keys import KeyRing
 from midika.models.trial import Trial
 from midika.settings import Settings
 from midika.store.base import Store
@@ -39,6 +41,7 @@ class Services:
     store: Store
     trials: TrialSource
     settings: Settings
+    keys: KeyRing
 
 
 def _services(request: Request) -> Services:
@@ -52,9 +55,42 @@ def get_store(request: Request) -> Store:
     return _services(request).store
 
 
+_PERSONAL = " (it holds personal data, so a '*' grant does not cover it)"
+
+
+class VisibleTrials:
+    """The trials of the app that the request's key may see."""
+
+    def __init__(self, source: TrialSource, request: Request) -> None:
+        self._source = source
+        self._key = current_key(request)
+
+    def _visible(self, trial: Trial) -> bool:
+        return self._key is None or self._key.sees(trial)
+
+    def trials(self) -> list[Trial]:
+        """Every trial the key may see, in the source's order."""
+        return [t for t in self._source.trials() if self._visible(t)]
+
+    def trial(self, trial_id: str) -> Trial | None:
+        """The trial called `trial_id` if the key may see it; None if there is no such trial.
+
+        A trial that exists but is not granted is a 403, not a None: the caller named it.
+        """
+        trial = self._source.trial(trial_id)
+        if trial is not None and not self._visible(trial):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"this key is not granted trial {trial_id!r}; ask an admin for a key naming it"
+                + (_PERSONAL if trial.personal_data else ""),
+            )
+        return trial
+
+
 def get_trials(request: Request) -> TrialSource:
-    """The trials the app serves."""
-    return _services(request).trials
+    """The trials the app serves, as far as the request's key may see them."""
+    return VisibleTrials(_services(request).trials, request)
 
 
 def get_settings(request: Request) -> Settings:

@@ -41,13 +41,20 @@ class ApiError(Exception):
     """A failure the API reports as it is: raise it from routes and dependencies."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, details: list[ErrorDetail] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: list[ErrorDetail] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or []
+        self.headers = dict(headers or {})
 
 
 def bad_parameter(parameter: str, message: str, *, allowed: list[str] | None = None) -> ApiError:
@@ -57,11 +64,14 @@ def bad_parameter(parameter: str, message: str, *, allowed: list[str] | None = N
     return ApiError(400, "bad_parameter", full, details=[detail])
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` documenting the error envelope for `statuses` and any other error."""
+def error_responses(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting the error envelope for `statuses` (and 401/403 with `auth`)."""
     documented: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase} for status in statuses
     }
+    # Every route but /health needs a key; its role table is api.auth.ROUTE_ROLES.
+    for status in (401, 403) if auth else ():
+        documented.setdefault(status, {"model": ErrorResponse, "description": HTTPStatus(status).phrase})
     # "default" also stops FastAPI from documenting its 422 shape, which this API never sends.
     documented["default"] = {"model": ErrorResponse, "description": "Any other error, same envelope"}
     return documented
@@ -94,7 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, details=exc.details)
+    return error_response(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

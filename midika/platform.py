@@ -25,6 +25,7 @@ from devices.registry import Registry
 from ingest.worker import IngestWorker
 from midika.broker_address import BrokerAddress
 from midika.errors import ConfigError, MidikaError
+from midika.keys import KeyRing, ensure_local_admin_key
 from midika.settings import Settings
 from midika.store.base import Store
 from midika.store.factory import open_store
@@ -55,6 +56,8 @@ class Platform:
     api_url: str
     worker: IngestWorker
     broker: BrokerThread | None = None
+    admin_key: str = field(default="", repr=False)  # the local admin key, for `midika up` and tests
+    admin_key_created: bool = False
     _server: uvicorn.Server | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _sim_stop: threading.Event = field(default_factory=threading.Event)
@@ -69,6 +72,9 @@ class Platform:
             state_file=settings.registry_file,
             iterations=settings.credential_iterations,
         )
+        keys = KeyRing(path=settings.api_keys_file)
+        # A local run must be usable at once: the admin key sits in a 0600 file next to the data.
+        admin_key, created = ensure_local_admin_key(keys, settings.admin_key_file)
         store = open_store(settings)
         broker: BrokerThread | None = None
         try:
@@ -83,6 +89,8 @@ class Platform:
                 api_url="",
                 worker=worker,
                 broker=broker,
+                admin_key=admin_key,
+                admin_key_created=created,
             )
         except BaseException:
             if broker is not None:
@@ -99,7 +107,8 @@ class Platform:
         return platform
 
     def _start_api(self) -> None:
-        app = create_app(store=self.store, trials=self.registry, settings=self.settings)
+        keys = KeyRing(path=self.settings.api_keys_file)
+        app = create_app(store=self.store, trials=self.registry, settings=self.settings, keys=keys)
         port = self.settings.api_port or _free_port(self.settings.api_host)
         config = uvicorn.Config(
             app, host=self.settings.api_host, port=port, log_level="warning", access_log=False

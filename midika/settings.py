@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         return self.duckdb_path or self.data_dir / "midika.duckdb"
 
     @property
+    def api_keys_file(self) -> Path:
+        """Where API key hashes are kept."""
+        return self.data_dir / "api_keys.json"
+
+    @property
+    def admin_key_file(self) -> Path:
+        """Where `midika up` keeps the local admin key (mode 0600)."""
+        return self.data_dir / "admin.key"
+
+    @property
     def registry_file(self) -> Path:
         """Where device credential hashes are kept."""
         return self.data_dir / "registry.json"

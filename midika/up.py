@@ -61,6 +61,8 @@ def up(
             [
                 "midika is up.",
                 f"  API       {platform.api_url}/api/v1/trials   (docs: {platform.api_url}/docs)",
+                f"  API key   admin, in {settings.admin_key_file}"
+                + (" (created now)" if platform.admin_key_created else ""),
                 f"  broker    mqtt://{address.host}:{address.port} ({broker})",
                 f"  store     {store}",
                 f"  trials    {', '.join(t.id for t in platform.registry.trials())}",

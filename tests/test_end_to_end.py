@@ -47,11 +47,17 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _api_readings(api_url: str, trial: str) -> dict[Key, float | None]:
+def _api(platform: Platform) -> httpx.Client:
+    """An HTTP client of the platform's API, authenticated with the admin key `midika up` made."""
+    return httpx.Client(timeout=30.0, headers={"Authorization": f"Bearer {platform.admin_key}"})
+
+
+def _api_readings(platform: Platform, trial: str) -> dict[Key, float | None]:
     """Every reading of `trial`, walking the API's pages."""
+    api_url = platform.api_url
     found: dict[Key, float | None] = {}
     url: str | None = f"{api_url}/api/v1/readings?trial={trial}&limit=5000"
-    with httpx.Client(timeout=30.0) as http:
+    with _api(platform) as http:
         while url is not None:
             response = http.get(url)
             assert response.status_code == 200, response.text
@@ -68,13 +74,13 @@ def _api_readings(api_url: str, trial: str) -> dict[Key, float | None]:
     return found
 
 
-def _served_when_complete(api_url: str, trial: str, expected: int) -> dict[Key, float | None]:
+def _served_when_complete(platform: Platform, trial: str, expected: int) -> dict[Key, float | None]:
     """The API's readings once the ingest has caught up (the broker forwards asynchronously)."""
     deadline = time.monotonic() + 60.0
-    served = _api_readings(api_url, trial)
+    served = _api_readings(platform, trial)
     while len(served) < expected and time.monotonic() < deadline:
         time.sleep(0.5)
-        served = _api_readings(api_url, trial)
+        served = _api_readings(platform, trial)
     return served
 
 
@@ -125,10 +131,11 @@ def test_simulated_trials_reach_the_api_exactly(platform: Platform, tmp_path: Pa
     for trial, truth in (("onjuku-rip", "onjuku.ndjson"), ("goto-tuna", "goto.ndjson")):
         expected = _truth(tmp_path / truth)
         assert len(expected) > 100
-        _assert_same(expected, _served_when_complete(platform.api_url, trial, len(expected)))
+        _assert_same(expected, _served_when_complete(platform, trial, len(expected)))
 
     # Simulators stop cleanly, so every device's retained status now says offline.
-    with httpx.Client(timeout=10.0) as http:
+    with _api(platform) as http:
+        assert http.get(f"{platform.api_url}/api/v1/trials", headers={"Authorization": ""}).status_code == 401
         devices = http.get(f"{platform.api_url}/api/v1/trials/onjuku-rip/devices").json()
     assert {d["status"] for d in devices["items"]} == {"offline"}
     assert all(d["last_seen"] is not None for d in devices["items"])
@@ -193,7 +200,7 @@ def test_firmware_batch_senml_and_bad_messages(platform: Platform) -> None:
     ) as buoy:
         buoy.publish(buoy_up, json.dumps(senml))
         buoy.publish(buoy_up, bad[QuarantineReason.UNIT_MISMATCH][1])
-    served = _served_when_complete(platform.api_url, "onjuku-rip", 8)
+    served = _served_when_complete(platform, "onjuku-rip", 8)
     expected: dict[Key, float | None] = {
         ("onjuku-cam-01", "persons_in_water", _iso(base)): 12.0,
         ("onjuku-cam-01", "glare_score", _iso(base)): 0.25,

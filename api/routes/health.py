@@ -14,7 +14,7 @@ from midika.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["health"], responses=error_responses(503))
+router = APIRouter(tags=["health"], responses=error_responses(503, auth=False))
 
 # A trial id no registry can contain (ids start with [a-z0-9]), for probing a store with no trials.
 _PROBE_TRIAL = "_health"

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
+from midika.keys import KeyRing, Role
 from midika.models.records import Event, Quality, Reading, StatusReport
 from midika.models.trial import Trial
 from midika.settings import Settings
@@ -197,11 +198,38 @@ def trials() -> StaticTrials:
     return StaticTrials([ALPHA, BETA])
 
 
+def bearer(key: str) -> dict[str, str]:
+    """The header that authenticates a request with `key`."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin_headers(settings: Settings) -> dict[str, str]:
+    """The header of a new admin key in the key file of `settings`."""
+    return bearer(KeyRing(path=settings.api_keys_file).create(role=Role.ADMIN).secret)
+
+
 @pytest.fixture(scope="session")
-def app(store: Store, trials: StaticTrials, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+def api_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The settings of `app`: a data folder of its own, holding its key file."""
+    return Settings.load(data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def keys(api_settings: Settings) -> KeyRing:
+    """The API keys `app` accepts."""
+    return KeyRing(path=api_settings.api_keys_file)
+
+
+@pytest.fixture(scope="session")
+def admin_key(keys: KeyRing) -> str:
+    """An admin key of `app`."""
+    return keys.create(role=Role.ADMIN, name="tests").secret
+
+
+@pytest.fixture(scope="session")
+def app(store: Store, trials: StaticTrials, api_settings: Settings, keys: KeyRing) -> FastAPI:
     """The API over the seeded store."""
-    settings = Settings.load(data_dir=tmp_path_factory.mktemp("data"))
-    return create_app(store=store, trials=trials, settings=settings)
+    return create_app(store=store, trials=trials, settings=api_settings, keys=keys)
 
 
 @pytest.fixture(scope="session")
@@ -211,7 +239,15 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    """An in-process HTTP client of `app`."""
+async def client(app: FastAPI, admin_key: str) -> AsyncIterator[AsyncClient]:
+    """An in-process HTTP client of `app`, authenticated with an admin key."""
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url=BASE_URL, headers=bearer(admin_key)) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An in-process HTTP client of `app` without a key."""
     async with AsyncClient(transport=ASGITransport(app=app), base_url=BASE_URL) as client:
         yield client

@@ -30,7 +30,7 @@ from midika.store.base import (
     ReadingQuery,
     WriteResult,
 )
-from tests.api.conftest import BASE_URL, StaticTrials
+from tests.api.conftest import BASE_URL, StaticTrials, admin_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -217,9 +217,10 @@ class BrokenStore:
         pass
 
 
-def _client(app: FastAPI) -> AsyncClient:
+def _client(app: FastAPI, settings: Settings) -> AsyncClient:
     # raise_app_exceptions=False: see the response the client gets, not the exception the server logs.
-    return AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False), base_url=BASE_URL)
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    return AsyncClient(transport=transport, base_url=BASE_URL, headers=admin_headers(settings))
 
 
 def _store_backed_requests(app: FastAPI) -> list[tuple[str, str, dict[str, str]]]:
@@ -240,7 +241,7 @@ async def test_unexpected_failure_is_500_without_internals(
     )
     requests = _store_backed_requests(app)
     assert len(requests) >= 6
-    async with _client(app) as client:
+    async with _client(app, settings) as client:
         for method, path, query in requests:
             with caplog.at_level(logging.ERROR):
                 caplog.clear()
@@ -255,7 +256,7 @@ async def test_unavailable_store_is_503_with_retry_after(trials: StaticTrials, s
     app = create_app(
         store=BrokenStore(StoreUnavailable("duckdb file is locked")), trials=trials, settings=settings
     )
-    async with _client(app) as client:
+    async with _client(app, settings) as client:
         for method, path, query in _store_backed_requests(app):
             response = await client.request(method, path, params=query)
             error = assert_envelope(response, 503)
@@ -270,6 +271,6 @@ async def test_unavailable_store_is_503_with_retry_after(trials: StaticTrials, s
 
 async def test_broken_store_does_not_break_the_trial_routes(trials: StaticTrials, settings: Settings) -> None:
     app = create_app(store=BrokenStore(StoreUnavailable("down")), trials=trials, settings=settings)
-    async with _client(app) as client:
+    async with _client(app, settings) as client:
         assert (await client.get("/api/v1/trials")).status_code == 200
         assert (await client.get("/api/v1/trials/alpha")).status_code == 200

@@ -12,12 +12,14 @@ from api.app import create_app
 from devices.registry import Registry
 from midika.settings import Settings
 from midika.store.duckdb import DuckDBStore
-from tests.api.conftest import BASE_URL
+from tests.api.conftest import BASE_URL, admin_headers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.anyio
 
-README_URL = re.compile(r"curl -s '(?:https?://[^/']+)(/api/v1/[^']+)'")
+README_URL = re.compile(
+    r"""curl -s -H "Authorization: Bearer \$MIDIKA_KEY" '(?:https?://[^/']+)(/api/v1/[^']+)'"""
+)
 
 
 @pytest.fixture
@@ -32,7 +34,8 @@ async def shipped(settings: Settings, registry: Registry) -> AsyncIterator[Async
     settings.data_dir.mkdir(parents=True)
     store = DuckDBStore(path=settings.duckdb_file)
     app = create_app(store=store, trials=registry, settings=settings)
-    async with AsyncClient(transport=ASGITransport(app=app), base_url=BASE_URL) as client:
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url=BASE_URL, headers=admin_headers(settings)) as client:
         yield client
     store.close()
 
