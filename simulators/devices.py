@@ -15,6 +15,7 @@ profile does not reshuffle the others.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -102,7 +103,54 @@ PHYSICS: dict[str, Physics] = {
     "rip_index": Physics(truth=lambda d, t: d.env.rip_index(t, zone=d.device.site), sigma=0.0),
     # plankton counts: counting error is independent per sample
     **{name: Physics(truth=_cells(name), sigma=0.25, relative=True, decimals=1) for name in SPECIES},
+    # weather and field stations, at the site's altitude
+    "air_temperature": Physics(
+        truth=lambda d, t: d.env.air.temperature(t, altitude_m=d.altitude_m),
+        sigma=0.15,
+        timescale_s=1800.0,
+        decimals=1,
+    ),
+    "relative_humidity": Physics(
+        truth=lambda d, t: d.env.air.humidity(t, altitude_m=d.altitude_m),
+        sigma=1.2,
+        timescale_s=HOUR,
+        decimals=1,
+    ),
+    "air_pressure": Physics(
+        truth=lambda d, t: d.env.air.pressure(t, altitude_m=d.altitude_m), sigma=15.0, decimals=0
+    ),
+    "wind_speed": Physics(
+        truth=lambda d, t: d.env.air.wind(t, altitude_m=d.altitude_m), sigma=0.05, relative=True, decimals=1
+    ),
+    "wind_gust": Physics(
+        truth=lambda d, t: d.env.air.gust(t, altitude_m=d.altitude_m), sigma=0.08, relative=True, decimals=1
+    ),
+    "solar_radiation": Physics(truth=lambda d, t: d.env.air.solar(t), sigma=0.04, relative=True, decimals=0),
+    "illuminance": Physics(
+        truth=lambda d, t: d.env.air.illuminance(t), sigma=0.04, relative=True, decimals=-2
+    ),
+    "soil_temperature": Physics(
+        truth=lambda d, t: d.env.air.soil_temperature(t, depth_m=0.1),
+        sigma=0.05,
+        timescale_s=HOUR,
+        decimals=2,
+    ),
+    "solar_power": Physics(
+        truth=lambda d, t: 0.045 * d.env.air.solar(t), sigma=0.05, relative=True, decimals=1
+    ),
+    "soil_moisture": Physics(
+        truth=lambda d, t: d.env.air.soil_moisture(t), sigma=0.004, timescale_s=6 * HOUR, decimals=3
+    ),
 }
+
+_ALTITUDE = re.compile(r"\((\d+(?:\.\d+)?) m\)")
+
+
+def site_altitude(trial: Trial, site_id: str) -> float:
+    """A site's altitude in metres, from a "(2400 m)" in its name; 0 (sea level) without one."""
+    site = next((s for s in trial.sites if s.id == site_id), None)
+    found = _ALTITUDE.search(site.name) if site is not None else None
+    return float(found.group(1)) if found is not None else 0.0
 
 
 class DeviceModel:
@@ -118,6 +166,7 @@ class DeviceModel:
     device: Device
     env: Environment
     depth_m: float  # of the sensor below the surface; 1 m when the trial does not say
+    altitude_m: float  # of the site above sea level
 
     def __init__(self, *, trial: Trial, device: Device, env: Environment, seed: int, start_ms: int) -> None:
         self.trial = trial
@@ -127,6 +176,7 @@ class DeviceModel:
         self.seed = seed
         location = device.location
         self.depth_m = location.depth_m if location is not None and location.depth_m is not None else 1.0
+        self.altitude_m = site_altitude(trial, device.site)
         self._rngs: dict[str, np.random.Generator] = {}
         self._smooth: dict[str, SmoothNoise] = {}
         self._noise_state: dict[str, float] = {}
@@ -238,8 +288,7 @@ class DeviceModel:
         if not times.size:
             return []
         t = times / 1000.0
-        sun = np.clip(np.sin(np.radians(self.env.sun(t))), 0.0, None) * (1.0 - 0.6 * self.env.cloud(t))
-        battery = 3.72 + 0.35 * sun + 0.02 * self.smooth("battery", timescale_s=DAY)(t)
+        battery = self.battery(t)
         rssi = (
             -72.0
             + 5.0 * self.smooth("rssi", timescale_s=2 * HOUR)(t)
@@ -251,7 +300,7 @@ class DeviceModel:
                 "status",
                 {
                     "online": True,
-                    "battery": round(float(v), 2),
+                    "battery": round(float(v), self.battery_decimals),
                     "rssi": round(float(r)),
                     "firmware": self.firmware,
                     "uptime": (when - self.boot_ms) // 1000,
@@ -259,6 +308,13 @@ class DeviceModel:
             )
             for when, v, r in zip(times.tolist(), battery, rssi, strict=True)
         ]
+
+    battery_decimals: ClassVar[int] = 2
+
+    def battery(self, t: FloatArray) -> FloatArray:
+        """Battery volts at `t`: a solar-charged lithium cell, higher while the sun charges it."""
+        sun = np.clip(np.sin(np.radians(self.env.sun(t))), 0.0, None) * (1.0 - 0.6 * self.env.cloud(t))
+        return np.asarray(3.72 + 0.35 * sun + 0.02 * self.smooth("battery", timescale_s=DAY)(t))
 
     def events(self, t0_ms: int, t1_ms: int) -> list[Observation]:
         """Event types without a model: a Poisson trickle with plausible fields."""
@@ -294,8 +350,23 @@ class DeviceModel:
 
 def model_for(profile_id: str) -> type[DeviceModel]:
     """The device class for a profile: its own model where one exists, the generic one otherwise."""
+    from simulators.acoustics import HydrophoneBuoy
     from simulators.aquaculture import Feeder, PlanktonCounter
     from simulators.beach import RipCamera
+    from simulators.field import FieldStation, WorkLog
+    from simulators.health import BloodPressureMonitor
+    from simulators.mountain import BeaconReceiver, TrailCounter, WeatherStation
 
-    models: tuple[type[DeviceModel], ...] = (RipCamera, PlanktonCounter, Feeder)
+    models: tuple[type[DeviceModel], ...] = (
+        RipCamera,
+        PlanktonCounter,
+        Feeder,
+        HydrophoneBuoy,
+        BeaconReceiver,
+        TrailCounter,
+        WeatherStation,
+        BloodPressureMonitor,
+        FieldStation,
+        WorkLog,
+    )
     return next((cls for cls in models if cls.profile_id == profile_id), DeviceModel)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from simulators.signals import (
 )
 
 if TYPE_CHECKING:
+    from simulators.atmosphere import Air
     from simulators.water import Water
 
 HS_CAP = 3.95  # m: buoys saturate just below the 4 m the profile allows
@@ -50,6 +51,7 @@ GRID_CACHE = 4096  # blocks kept: a few hours of every field of a trial
 
 P = ParamSpec("P")
 C = TypeVar("C", bound="FieldCache")
+S = TypeVar("S")
 Field = Callable[Concatenate[C, FloatArray, P], FloatArray]
 
 
@@ -79,6 +81,7 @@ class FieldCache:
         self._noise: dict[tuple[str, ...], SmoothNoise] = {}
         self._episodes: dict[tuple[str, ...], Episodes] = {}
         self._grid: OrderedDict[tuple[object, ...], FloatArray] = OrderedDict()
+        self._shared: dict[str, Any] = {}
 
     def noise(self, *names: str, timescale_s: float) -> SmoothNoise:
         """The trial's smooth noise stream called `names`."""
@@ -92,6 +95,13 @@ class FieldCache:
         if names not in self._episodes:
             self._episodes[names] = make()
         return self._episodes[names]
+
+    def shared(self, key: str, make: Callable[[], S]) -> S:
+        """An object all devices of the trial share (a trail's climbers), made on first use."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        found: S = self._shared[key]
+        return found
 
     def field(
         self, key: tuple[object, ...], fn: Callable[[FloatArray], FloatArray], t: FloatArray
@@ -144,6 +154,13 @@ class Environment(FieldCache):
         from simulators.water import Water
 
         return Water(self)
+
+    @cached_property
+    def air(self) -> Air:
+        """Air temperature, humidity, pressure, wind, sunshine and soil, at any altitude."""
+        from simulators.atmosphere import Air
+
+        return Air(self)
 
     # -- weather ----------------------------------------------------------------------------------
 

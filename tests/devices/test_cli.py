@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 
 from devices.cli import app
 from devices.registry import Registry
+from devices.trial_files import read_trial_files
 from midika.errors import NotFound
 from tests.conftest import REPO
 from tests.devices.factories import trial_data, write_trial
@@ -71,7 +72,8 @@ def test_list_shows_credential_state(data_dir: Path) -> None:
 def test_list_of_unknown_trial(data_dir: Path) -> None:
     result = _run("list", "mashike")
     assert isinstance(result.exception, NotFound)
-    assert "known trials: goto-tuna, onjuku-rip" in str(result.exception)
+    shipped = sorted(path.stem for path in (REPO / "trials").glob("*.yaml"))
+    assert f"known trials: {', '.join(shipped)})" in str(result.exception)
 
 
 def test_credentials_are_shown_once_and_only_hashed(data_dir: Path) -> None:
@@ -124,7 +126,9 @@ def test_revoke(data_dir: Path) -> None:
 def test_validate_shipped_trials(data_dir: Path) -> None:
     result = _run("validate")
     assert result.exit_code == 0, result.output
-    assert re.match(r"ok: 2 trials, 15 devices in ", result.stdout)
+    trials = read_trial_files(REPO / "trials")
+    devices = sum(len(source.trial.devices) for source in trials)
+    assert re.match(rf"ok: {len(trials)} trials, {devices} devices in ", result.stdout)
 
 
 def test_validate_names_every_problem(

@@ -14,8 +14,11 @@ TRIALS_DIR = REPO / "trials"
 
 # Units from the IANA SenML registry (RFC 8428, RFC 8798, ISO 7027-1 NTU) that the trials use, and
 # the few quantities the registry has no unit for, each used on purpose (see the YAML comments).
-SENML_UNITS = {"count", "m", "s", "deg", "m/s", "Cel", "/", "pH", "NTU", "%RH", "V", "dB", "Pa", "W/m2"}
-NON_SENML_UNITS = {"mg/L", "PSU", "ug/L", "cells/mL"}
+SENML_UNITS = {
+    *("count", "m", "s", "deg", "m/s", "Cel", "/", "pH", "NTU", "%RH", "V", "dB", "Pa", "W/m2"),
+    *("W", "lx", "beat/min"),
+}
+NON_SENML_UNITS = {"mg/L", "PSU", "ug/L", "cells/mL", "mmHg"}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,8 @@ def test_ranges_are_sensible(registry: Registry) -> None:
             for m in profile.measurements:
                 where = f"{trial.id}/{profile.id}/{m.name}"
                 assert m.unit in SENML_UNITS | NON_SENML_UNITS, f"{where}: unit {m.unit!r}"
+                if m.type in (ValueType.STR, ValueType.BOOL):
+                    continue  # a session name or a flag has no range
                 assert m.range is not None, f"{where}: no plausible range"
                 low, high = m.range
                 assert low < high, where
@@ -63,7 +68,14 @@ def test_ranges_are_sensible(registry: Registry) -> None:
 
 
 def test_sites_and_devices_are_where_the_trial_is(registry: Registry) -> None:
-    centres = {"onjuku-rip": (35.18, 140.36), "goto-tuna": (32.7, 128.8)}
+    centres = {
+        "onjuku-rip": (35.18, 140.36),
+        "goto-tuna": (32.7, 128.8),
+        "mashike-acoustics": (43.82, 141.48),
+        "fuji-climbing": (35.35, 138.73),
+        "masuda-bp": (34.67, 131.84),
+        "kahoku-grape": (36.77, 136.74),
+    }
     for trial_id, (lat, lon) in centres.items():
         trial = _trial(registry, trial_id)
         points = [(s.lat, s.lon) for s in trial.sites]
@@ -158,3 +170,20 @@ def test_device_ids_name_their_trial(registry: Registry) -> None:
     prefixes = {"onjuku-rip": "onjuku-", "goto-tuna": "goto-"}
     for trial_id, prefix in prefixes.items():
         assert all(d.id.startswith(prefix) for d in _trial(registry, trial_id).devices)
+
+
+@pytest.mark.parametrize(
+    ("trial_id", "name", "code", "personal"),
+    [
+        ("mashike-acoustics", "増毛町", "014818", False),
+        ("fuji-climbing", "富士宮市", "222071", False),
+        ("masuda-bp", "益田市", "322041", True),
+        ("kahoku-grape", "かほく市", "172090", False),
+    ],
+)
+def test_reference_model_trials_3_to_6(
+    registry: Registry, trial_id: str, name: str, code: str, personal: bool
+) -> None:
+    trial = _trial(registry, trial_id)
+    assert (trial.municipality.name, trial.municipality.code, trial.personal_data) == (name, code, personal)
+    assert len(trial.devices) >= 3
