@@ -43,7 +43,7 @@ def novel() -> Trial:
                     "id": "wave-buoy",  # a known profile that gained fields
                     "measurements": [
                         {"name": "hs", "unit": "m", "range": [0, 4], "period_s": 600},
-                        {"name": "wind_gust", "unit": "m/s", "range": [0, 60], "period_s": 600},
+                        {"name": "drift_speed", "unit": "m/s", "range": [0, 60], "period_s": 600},
                         {
                             "name": "spectrum_bins",
                             "unit": "count",
