@@ -24,6 +24,7 @@ ROUTE_ROLES: dict[str, Role | None] = {
     "/trials": Role.VIEWER,  # lists only the trials the key may see
     "/trials/{trial}": Role.VIEWER,
     "/trials/{trial}/devices": Role.VIEWER,
+    "/trials/{trial}/kpis": Role.VIEWER,
     "/readings/aggregate": Role.VIEWER,
     "/readings/latest": Role.VIEWER,
     "/readings": Role.EVALUATOR,

@@ -173,6 +173,8 @@ def _describe(err: Any) -> ErrorDetail:
         message = f"must be at most {ctx.get('le')}"
     elif kind == "greater_than_equal":
         message = f"must be at least {ctx.get('ge')}"
+    elif kind == "greater_than":
+        message = f"must be above {ctx.get('gt')}"
     elif kind in ("enum", "literal_error"):
         message = f"expected one of {ctx.get('expected', 'the documented values')}"
     else:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from fastapi import Query, Request
 from pydantic import BeforeValidator, WithJsonSchema
@@ -19,6 +19,8 @@ from pydantic import BeforeValidator, WithJsonSchema
 from api.errors import bad_parameter
 from midika.errors import BadQuery
 from midika.models.trial import Trial, ValueType
+from midika.store import buckets
+from midika.store.base import MONTH, AggregateQuery
 from midika.timeutil import parse_timestamp, to_rfc3339
 
 TIME_EXAMPLE = "2026-07-01T00:00:00Z"
@@ -28,11 +30,13 @@ MAX_AGGREGATE_CELLS = 100_000
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BUCKET = re.compile(r"^(\d{1,9})([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME_HINT = f"expected an RFC 3339 time such as {TIME_EXAMPLE}"
-_BUCKET_HINT = "expected a bucket size such as 5m, 1h or 1d (a whole number then s, m, h or d) from 1m to 31d"
+_BUCKET_HINT = (
+    "expected a bucket size such as 5m, 1h or 1d (a whole number then s, m, h or d) from 1m to 31d, "
+    "or 'month' for calendar months"
+)
 
 
 def _rfc3339(raw: object) -> datetime:
@@ -48,8 +52,8 @@ def _rfc3339(raw: object) -> datetime:
         raise ValueError(_TIME_HINT) from None
 
 
-def _bucket(raw: object) -> timedelta:
-    if isinstance(raw, timedelta):
+def _bucket(raw: object) -> timedelta | Literal["month"]:
+    if isinstance(raw, timedelta) or raw == MONTH:
         return raw
     match = _BUCKET.match(raw.strip()) if isinstance(raw, str) else None
     if match is None:
@@ -66,9 +70,11 @@ Rfc3339 = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "examples": [TIME_EXAMPLE]}),
 ]
 BucketSize = Annotated[
-    timedelta,
+    timedelta | Literal["month"],
     BeforeValidator(_bucket),
-    WithJsonSchema({"type": "string", "pattern": _BUCKET.pattern, "examples": ["5m", "1h", "1d"]}),
+    WithJsonSchema(
+        {"type": "string", "pattern": f"{_BUCKET.pattern}|^month$", "examples": ["5m", "1h", "1d", "month"]}
+    ),
 ]
 
 
@@ -115,45 +121,42 @@ def none_if_empty(values: list[str] | None) -> list[str] | None:
     return values or None
 
 
-def check_aggregate_size(
-    trial: Trial,
-    *,
-    start: datetime,
-    end: datetime,
-    bucket: timedelta,
-    devices: Sequence[str] | None,
-    measurements: Sequence[str] | None,
-    per_device: bool,
-) -> None:
+def devices_of(trial: Trial, devices: Sequence[str] | None, sites: Sequence[str] | None) -> list[str] | None:
+    """The devices named, narrowed to those at the sites named; None (all) when neither is given."""
+    _check_names("site", sites, [site.id for site in trial.sites], trial.id)
+    check_devices(trial, devices)
+    if not sites:
+        return list(devices) if devices else None
+    return [d.id for d in trial.devices if d.site in sites and (not devices or d.id in devices)]
+
+
+def aggregate_series(trial: Trial, query: AggregateQuery) -> list[tuple[str, str | None]]:
+    """The (measurement, device) series an aggregate of `query` covers: numeric measurements only."""
+    wanted = set(query.measurements) if query.measurements is not None else None
+    chosen = [d for d in trial.devices if query.devices is None or d.id in query.devices]
+    return sorted(
+        {
+            (m.name, device.id if query.per_device else None)
+            for device in chosen
+            for m in trial.profile(device.profile).measurements
+            # Text measurements have nothing to aggregate, so they add no series.
+            if m.type is not ValueType.STR and (wanted is None or m.name in wanted)
+        },
+        key=lambda s: (s[0], s[1] or ""),
+    )
+
+
+def check_aggregate_size(trial: Trial, query: AggregateQuery) -> None:
     """Refuse an aggregate whose answer would have more than MAX_AGGREGATE_CELLS buckets × series."""
-    step = _micros(bucket)
-    # Buckets are aligned to the epoch, so a window can touch one more bucket than its length suggests.
-    buckets = (_micros_since_epoch(end) - 1) // step - _micros_since_epoch(start) // step + 1
-    wanted = set(measurements) if measurements else None
-    chosen = [d for d in trial.devices if not devices or d.id in devices]
-    pairs = {
-        (device.id if per_device else "", m.name)
-        for device in chosen
-        for m in trial.profile(device.profile).measurements
-        # Text measurements have nothing to aggregate, so they add no series.
-        if m.type is not ValueType.STR and (wanted is None or m.name in wanted)
-    }
-    series = max(len(pairs), 1)
-    if buckets * series > MAX_AGGREGATE_CELLS:
+    count = buckets.bucket_count(query)
+    series = max(len(aggregate_series(trial, query)), 1)
+    if count * series > MAX_AGGREGATE_CELLS:
         raise bad_parameter(
             "bucket",
-            f"{buckets} buckets × {series} series = {buckets * series} values, over the limit of "
-            f"{MAX_AGGREGATE_CELLS}; use a larger bucket, a shorter start..end, fewer device or "
+            f"{count} buckets × {series} series = {count * series} values, over the limit of "
+            f"{MAX_AGGREGATE_CELLS}; use a larger bucket, a shorter start..end, fewer device, site or "
             "measurement parameters, or per_device=false",
         )
-
-
-def _micros(delta: timedelta) -> int:
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _micros_since_epoch(ts: datetime) -> int:
-    return _micros(ts - _EPOCH)
 
 
 # Parameters shared by several routes, declared once so their documentation stays the same.
@@ -167,6 +170,10 @@ StartParam = Annotated[Rfc3339 | None, Query(description=f"inclusive start, RFC 
 EndParam = Annotated[Rfc3339 | None, Query(description="exclusive end, RFC 3339")]
 LimitParam = Annotated[
     int, Query(ge=1, le=MAX_PAGE, description=f"items per page (default {DEFAULT_PAGE}), at most {MAX_PAGE}")
+]
+SiteParam = Annotated[
+    list[str] | None,
+    Query(description="site id; repeat for several; keeps the devices at those sites (with `device`: both)"),
 ]
 CursorParam = Annotated[
     str | None, Query(description="`next_cursor` of the previous page; absent for the first page")

@@ -240,22 +240,48 @@ class LatestReadings(_Public):
     items: list[ReadingPublic]
 
 
+class AggregateFunction(StrEnum):
+    """What to compute per bucket; `count` is always reported. Percentiles are nearest-rank."""
+
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    COUNT = "count"
+    SUM = "sum"
+    FIRST = "first"
+    LAST = "last"
+    P50 = "p50"
+    P90 = "p90"
+    P95 = "p95"
+    P99 = "p99"
+
+    @property
+    def percentile(self) -> float | None:
+        """The percentile this function is, or None."""
+        return float(self.value[1:]) if self.value.startswith("p") else None
+
+
 class BucketPublic(_Public):
-    """Aggregates of one measurement over [start, start + bucket_seconds)."""
+    """Aggregates of one measurement over [start, end); count 0 and null values when it is empty."""
 
     start: datetime
+    end: datetime
     device: str | None = Field(description="null when devices are pooled (per_device=false)")
     measurement: str
-    count: int
-    mean: float | None
-    min: float | None
-    max: float | None
+    count: int = Field(description="numeric readings in the bucket")
+    values: dict[str, float | None] = Field(
+        description="each asked function (mean, min, max, sum, first, last) and percentile (p95, p99.9) "
+        "by name; null in an empty bucket"
+    )
 
 
 class AggregateResult(_Public):
-    """Non-empty time buckets ordered by measurement, device and start."""
+    """Every bucket of the window for each series, ordered by measurement, device and start."""
 
-    bucket_seconds: int
+    bucket: str = Field(description="the bucket size as asked, e.g. 1h or month")
+    bucket_seconds: int | None = Field(description="the bucket size in seconds; null for months")
+    timezone: str = Field(description="the trial's time zone, in which buckets are aligned")
+    functions: list[str] = Field(description="the names in each bucket's `values`")
     items: list[BucketPublic]
 
 
@@ -280,3 +306,56 @@ class EventPage(_Public):
     items: list[EventPublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
     next: str | None = Field(description="URL of the next page; null on the last")
+
+
+# --- KPIs ---------------------------------------------------------------------------------------
+
+
+class MeasurementKpis(_Public):
+    """How completely one measurement of a device was delivered."""
+
+    measurement: str
+    period_s: float
+    received: int = Field(description="readings with an event time in the window")
+    expected: int = Field(description="window length / the measurement's period, rounded down")
+    completeness: float | None = Field(description="received / expected, at most 1; null if none expected")
+
+
+class Kpis(_Public):
+    """Delivery figures of a device, or of the whole trial."""
+
+    received: int = Field(description="readings with an event time in the window")
+    expected: int = Field(description="sum of `expected` over the measurements")
+    completeness: float | None = Field(
+        description="sum over measurements of min(received, expected), / expected; null if none expected"
+    )
+    uptime: float | None = Field(
+        description="share of time slots with at least one numeric reading; a device's slot is its "
+        "shortest measurement period but at least an hour, aligned in the trial's time zone"
+    )
+    latency_p50_s: float | None = Field(description="median of ingest_ts - ts (nearest rank), seconds")
+    latency_p95_s: float | None = Field(
+        description="95th percentile of ingest_ts - ts (nearest rank), seconds"
+    )
+    flagged_share: float | None = Field(description="share of received readings with any quality flag")
+    events: dict[str, int] = Field(description="events in the window, by type")
+
+
+class DeviceKpis(Kpis):
+    """A device's delivery figures, with each measurement's completeness."""
+
+    device: str
+    site: str
+    profile: str
+    measurements: list[MeasurementKpis]
+
+
+class TrialKpis(_Public):
+    """Evaluation figures of a trial over [start, end), per device and for the whole trial."""
+
+    trial: str
+    start: datetime
+    end: datetime
+    timezone: str
+    totals: Kpis = Field(description="the whole trial (or the devices selected)")
+    devices: list[DeviceKpis]

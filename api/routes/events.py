@@ -14,11 +14,12 @@ from api.params import (
     DeviceParam,
     EndParam,
     LimitParam,
+    SiteParam,
     StartParam,
-    check_devices,
     check_event_types,
     check_window,
     cursor_checked,
+    devices_of,
     next_url,
     none_if_empty,
 )
@@ -38,6 +39,7 @@ def list_events(
     store: StoreDep,
     trial: QueryTrial,
     device: DeviceParam = None,
+    site: SiteParam = None,
     type: TypeParam = None,
     start: StartParam = None,
     end: EndParam = None,
@@ -45,12 +47,12 @@ def list_events(
     cursor: CursorParam = None,
 ) -> EventPage:
     """Events ordered by (ts, device, type); follow `next` until it is null."""
-    check_devices(trial, device)
+    devices = devices_of(trial, device, site)
     check_event_types(trial, type)
     check_window(start, end)
     query = EventQuery(
         trial=trial.id,
-        devices=none_if_empty(device),
+        devices=devices,
         types=none_if_empty(type),
         start=start,
         end=end,

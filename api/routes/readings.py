@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import Field
 
 from api.deps import QueryTrial, StoreDep
 from api.errors import bad_parameter, error_responses
@@ -17,16 +20,19 @@ from api.params import (
     LimitParam,
     MeasurementParam,
     Rfc3339,
+    SiteParam,
     StartParam,
+    aggregate_series,
     check_aggregate_size,
-    check_devices,
     check_measurements,
     check_window,
     cursor_checked,
+    devices_of,
     next_url,
     none_if_empty,
 )
 from api.schemas import (
+    AggregateFunction,
     AggregateResult,
     BucketPublic,
     LatestReadings,
@@ -36,7 +42,10 @@ from api.schemas import (
     quality_names,
 )
 from midika.models.records import Quality, Reading
-from midika.store.base import AggregateQuery, ReadingQuery
+from midika.store import buckets
+from midika.store.base import MONTH, AggregateQuery, ReadingQuery
+
+DEFAULT_FUNCTIONS = (AggregateFunction.MEAN, AggregateFunction.MIN, AggregateFunction.MAX)
 
 router = APIRouter(prefix="/readings", tags=["readings"], responses=error_responses(400, 404, 503))
 
@@ -55,6 +64,7 @@ def list_readings(
     store: StoreDep,
     trial: QueryTrial,
     device: DeviceParam = None,
+    site: SiteParam = None,
     measurement: MeasurementParam = None,
     start: StartParam = None,
     end: EndParam = None,
@@ -63,12 +73,12 @@ def list_readings(
     cursor: CursorParam = None,
 ) -> ReadingPage:
     """Readings ordered by (ts, device, measurement); follow `next` until it is null."""
-    check_devices(trial, device)
+    devices = devices_of(trial, device, site)
     check_measurements(trial, measurement)
     check_window(start, end)
     query = ReadingQuery(
         trial=trial.id,
-        devices=none_if_empty(device),
+        devices=devices,
         measurements=none_if_empty(measurement),
         start=start,
         end=end,
@@ -85,55 +95,96 @@ def list_readings(
     )
 
 
-@router.get("/aggregate", summary="Time-bucketed mean, min, max and count")
+FunctionParam = Annotated[
+    list[AggregateFunction] | None,
+    Query(
+        alias="fn",
+        description="function per bucket; repeat for several (default mean, min, max; count is always "
+        "there); p50..p99 are nearest-rank percentiles",
+    ),
+]
+PercentileParam = Annotated[
+    list[Annotated[float, Field(gt=0, le=100)]] | None,
+    Query(description="any other percentile, above 0 and at most 100, e.g. 99.9; repeat for several"),
+]
+
+
+@router.get("/aggregate", summary="Time-bucketed aggregates, every bucket reported")
 def aggregate_readings(
     store: StoreDep,
     trial: QueryTrial,
     start: Annotated[Rfc3339, Query(description="inclusive start, RFC 3339")],
     end: Annotated[Rfc3339, Query(description="exclusive end, RFC 3339")],
-    bucket: Annotated[BucketSize, Query(description="bucket size: 1m to 31d, e.g. 5m, 1h, 1d")],
+    bucket: Annotated[
+        BucketSize, Query(description="bucket size: 1m to 31d, e.g. 5m, 1h, 1d; or `month` (calendar)")
+    ],
     device: DeviceParam = None,
+    site: SiteParam = None,
     measurement: MeasurementParam = None,
     per_device: Annotated[bool, Query(description="one series per device; false pools devices")] = True,
+    fn: FunctionParam = None,
+    percentile: PercentileParam = None,
 ) -> AggregateResult:
-    """Non-empty buckets aligned to the Unix epoch (whole hours and days are UTC-aligned)."""
-    check_devices(trial, device)
+    """Buckets aligned in the trial's time zone (a 1-day bucket in Asia/Tokyo starts at 00:00 JST).
+
+    Every bucket of [start, end) is listed for every selected device and numeric measurement;
+    an empty bucket has count 0 and null values, so gaps show.
+    """
     check_measurements(trial, measurement)
     check_window(start, end)
-    check_aggregate_size(
-        trial,
-        start=start,
-        end=end,
-        bucket=bucket,
-        devices=device,
-        measurements=measurement,
-        per_device=per_device,
-    )
+    functions = list(dict.fromkeys(fn or DEFAULT_FUNCTIONS))
+    percentiles = [f.percentile for f in functions if f.percentile is not None] + list(percentile or [])
     query = AggregateQuery(
         trial=trial.id,
         start=start,
         end=end,
         bucket=bucket,
-        devices=none_if_empty(device),
+        devices=devices_of(trial, device, site),
         measurements=none_if_empty(measurement),
         per_device=per_device,
+        functions=[f.value for f in functions if f.percentile is None],  # type: ignore[misc]
+        percentiles=list(dict.fromkeys(percentiles)),
+        timezone=trial.timezone,
     )
-    buckets = store.aggregate(query)
+    check_aggregate_size(trial, query)
+    series = aggregate_series(trial, query)
+    # The store reports series with data; the trial says which others exist: their buckets are empty.
+    found = buckets.complete(query, store.aggregate(query), series=series)
+    names = buckets.value_names(query)
+    ends = _bucket_ends(query, [b.start for b in found])
     return AggregateResult(
-        bucket_seconds=int(bucket.total_seconds()),
+        bucket="month" if bucket == MONTH else _bucket_name(bucket),
+        bucket_seconds=None if bucket == MONTH else int(bucket.total_seconds()),
+        timezone=trial.timezone,
+        functions=names,
         items=[
             BucketPublic(
                 start=b.start,
+                end=ends[b.start],
                 device=b.device,
                 measurement=b.measurement,
                 count=b.count,
-                mean=b.mean,
-                min=b.min,
-                max=b.max,
+                values=dict(b.values),
             )
-            for b in buckets
+            for b in found
         ],
     )
+
+
+def _bucket_name(size: timedelta) -> str:
+    seconds = int(size.total_seconds())
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % length == 0:
+            return f"{seconds // length}{unit}"
+    return f"{seconds}s"
+
+
+def _bucket_ends(query: AggregateQuery, starts: list[datetime]) -> dict[datetime, datetime]:
+    if query.bucket == MONTH:
+        bounds = buckets.month_starts(query)
+        return dict(itertools.pairwise(bounds))
+    assert isinstance(query.bucket, timedelta)
+    return {start: start + query.bucket for start in starts}
 
 
 @router.get("/latest", summary="Latest reading per device and measurement")
@@ -141,14 +192,13 @@ def latest_readings(
     store: StoreDep,
     trial: QueryTrial,
     device: DeviceParam = None,
+    site: SiteParam = None,
     measurement: MeasurementParam = None,
 ) -> LatestReadings:
     """The reading with the greatest event time for each (device, measurement)."""
-    check_devices(trial, device)
+    devices = devices_of(trial, device, site)
     check_measurements(trial, measurement)
-    readings = store.latest(
-        trial=trial.id, devices=none_if_empty(device), measurements=none_if_empty(measurement)
-    )
+    readings = store.latest(trial=trial.id, devices=devices, measurements=none_if_empty(measurement))
     return LatestReadings(items=[_reading(r) for r in readings])
 
 

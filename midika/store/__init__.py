@@ -3,10 +3,13 @@
 from midika.store.base import (
     AggregateQuery,
     Bucket,
+    EventCount,
     EventQuery,
     Page,
     QuarantineQuery,
     ReadingQuery,
+    ReadingStats,
+    StatsQuery,
     Store,
     WriteResult,
 )
@@ -14,10 +17,13 @@ from midika.store.base import (
 __all__ = [
     "AggregateQuery",
     "Bucket",
+    "EventCount",
     "EventQuery",
     "Page",
     "QuarantineQuery",
     "ReadingQuery",
+    "ReadingStats",
+    "StatsQuery",
     "Store",
     "WriteResult",
 ]

@@ -10,7 +10,7 @@ reached, so the ingest can keep the data and try again instead of losing it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Literal, Protocol, TypeVar
@@ -27,8 +27,9 @@ from midika.models.records import (
 
 T = TypeVar("T")
 
-AggregateFn = Literal["mean", "min", "max", "count"]
-AGGREGATE_FNS: tuple[AggregateFn, ...] = ("mean", "min", "max", "count")
+AggregateFn = Literal["mean", "min", "max", "count", "sum", "first", "last"]
+AGGREGATE_FNS: tuple[AggregateFn, ...] = ("mean", "min", "max", "count", "sum", "first", "last")
+MONTH: Literal["month"] = "month"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,30 +70,76 @@ class ReadingQuery:
 class AggregateQuery:
     """Time-bucketed aggregates of one trial's numeric readings in [start, end).
 
-    Buckets are aligned to the Unix epoch (so, for whole hours and days, to UTC). With
-    `per_device` False the buckets pool all selected devices.
+    `bucket` is a positive duration or MONTH (calendar months). Buckets are aligned in `timezone`
+    (an IANA name): a 1-day bucket in Asia/Tokyo starts at 00:00 JST. Every bucket overlapping the
+    window is reported for each series with a reading in it, empty ones with count 0 and null
+    values; `midika.store.buckets` defines the grid, the percentiles and first/last exactly.
+    With `per_device` False the buckets pool all selected devices.
     """
 
     trial: str
     start: datetime
     end: datetime
-    bucket: timedelta
+    bucket: timedelta | Literal["month"]
     devices: Sequence[str] | None = None
     measurements: Sequence[str] | None = None
     per_device: bool = True
+    functions: Sequence[AggregateFn] = ("mean", "min", "max")
+    percentiles: Sequence[float] = ()
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """Aggregates of one measurement (of one device, unless pooled) over [start, start + bucket)."""
+    """Aggregates of one measurement (of one device, unless pooled) over [start, next start).
+
+    `values` holds each asked function (but count, always present) and percentile ("p95") by name.
+    """
 
     start: datetime
     measurement: str
     device: str | None
     count: int
-    mean: float | None
-    min: float | None
-    max: float | None
+    values: Mapping[str, float | None]
+
+
+StatsKey = Literal["device", "measurement"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsQuery:
+    """Delivery statistics of one trial's readings (and events) in [start, end), grouped by `by`."""
+
+    trial: str
+    start: datetime
+    end: datetime
+    devices: Sequence[str] | None = None
+    by: Sequence[StatsKey] = ("device", "measurement")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingStats:
+    """How many readings arrived, how many were flagged, and how late (ingest_ts - ts) they were.
+
+    `device` and `measurement` are None when not grouped by. Delays are nearest-rank percentiles,
+    in microseconds; None when there are no readings.
+    """
+
+    device: str | None
+    measurement: str | None
+    count: int
+    flagged: int
+    delay_p50_us: int | None
+    delay_p95_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventCount:
+    """How many events of `type` a device raised."""
+
+    device: str
+    type: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +191,7 @@ class Store(Protocol):
         ...
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:
-        """Non-empty time buckets ordered by (measurement, device, start)."""
+        """Every bucket of each series with data, ordered by (measurement, device, start)."""
         ...
 
     def latest(
@@ -163,6 +210,14 @@ class Store(Protocol):
 
     def device_states(self, *, trial: str) -> list[DeviceState]:
         """The state of every device of `trial` that has sent anything."""
+        ...
+
+    def reading_stats(self, query: StatsQuery) -> list[ReadingStats]:
+        """Counts, flagged counts and delay percentiles per group with readings, ordered by group."""
+        ...
+
+    def event_counts(self, query: StatsQuery) -> list[EventCount]:
+        """Events per (device, type) in the window, ordered by both (`query.by` is ignored)."""
         ...
 
     def query_quarantine(self, query: QuarantineQuery) -> list[QuarantineRecord]:

@@ -12,23 +12,29 @@ Configuration is checked without I/O in the constructor; the first request conne
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from midika.errors import BadQuery, ConfigError, StoreError
+from midika.errors import ConfigError, StoreError
 from midika.models.records import DeviceState, Event, QuarantineRecord, Reading, StatusReport
+from midika.store import buckets
 from midika.store import influx_query as q
 from midika.store import influx_schema as schema
 from midika.store.base import (
+    MONTH,
     AggregateQuery,
     Bucket,
+    EventCount,
     EventQuery,
     Page,
     QuarantineQuery,
     ReadingQuery,
+    ReadingStats,
+    StatsQuery,
     WriteResult,
 )
 from midika.store.influx_http import InfluxHttp
@@ -49,6 +55,13 @@ class _Sent(Protocol):
 T = TypeVar("T", bound=_Sent)
 
 _MICROSECOND = timedelta(microseconds=1)
+_MIN = "_min"
+# InfluxQL's name of each aggregate function but count; first/last break ties by the greater value.
+_INFLUX_FN = {"mean": "mean", "min": "min", "max": "max", "sum": "sum", "first": "first", "last": "last"}
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 class InfluxStore:
@@ -211,26 +224,73 @@ class InfluxStore:
         return Page(items=[schema.event_from_row(r, trial=query.trial) for r in rows], next_cursor=cursor)
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:
-        """Non-empty epoch-aligned time buckets ordered by (measurement, device, start)."""
+        """Every bucket of each series with data, ordered by (measurement, device, start).
+
+        Fixed sizes group in InfluxQL, `GROUP BY time(width, phase)` with the phase putting bucket
+        starts on local midnight (-9h for JST, as a positive phase); calendar months have no
+        InfluxQL interval, so each month is one statement over its bounds, all in one request.
+        """
         self._check_open()
-        bucket_us = query.bucket // _MICROSECOND
-        if bucket_us < 1:
-            raise BadQuery(f"bucket must be a positive duration, got {query.bucket}")
-        q.require_aware(start=query.start, end=query.end)
+        buckets.check(query)
         conditions = self._selection(query.trial, query.devices, "measurement", query.measurements)
         if conditions is None or query.end <= query.start:
             return []
-        statement = q.aggregate(
-            schema.READINGS,
-            "value",
-            [*conditions, *q.time_range(query.start, query.end)],
-            bucket_us=bucket_us,
-            group_by=("measurement", "device") if query.per_device else ("measurement",),
-        )
-        [rows] = self._http.query([statement])
-        buckets = [schema.bucket_from_row(row, per_device=query.per_device) for row in rows if row["count"]]
-        buckets.sort(key=lambda b: (b.measurement, b.device or "", b.start))
-        return buckets
+        names = buckets.value_names(query)
+        f = q.ident("value")
+        selects = [(f"count({f})", "count")]
+        selects += [(f"{_INFLUX_FN[name]}({f})", name) for name in names if name in _INFLUX_FN]
+        selects += [
+            (f"percentile({f}, {float(p)!r})", buckets.percentile_label(p)) for p in query.percentiles
+        ]
+        if query.percentiles:
+            selects.append((f"min({f})", _MIN))  # InfluxDB gives no percentile below rank 1: that is the min
+        group_by = ("measurement", "device") if query.per_device else ("measurement",)
+        if query.bucket == MONTH:
+            bounds = buckets.month_starts(query)
+            windows = [(max(lo, query.start), min(hi, query.end)) for lo, hi in itertools.pairwise(bounds)]
+            statements = [
+                q.aggregate(
+                    schema.READINGS,
+                    [*conditions, *q.time_range(lo, hi)],
+                    selects=selects,
+                    group_by=group_by,
+                    bucket=None,
+                )
+                for lo, hi in windows
+            ]
+            starts = bounds[:-1]
+        else:
+            width = query.bucket // _MICROSECOND
+            statements = [
+                q.aggregate(
+                    schema.READINGS,
+                    [*conditions, *q.time_range(query.start, query.end)],
+                    selects=selects,
+                    group_by=group_by,
+                    bucket=(width, buckets.phase_us(query)),
+                )
+            ]
+            starts = []
+        found: list[Bucket] = []
+        for n, rows in enumerate(self._http.query(statements)):
+            for row in rows:
+                if not row["count"]:
+                    continue
+                values = {name: _opt_float(row.get(name)) for name in names}
+                for p in query.percentiles:
+                    label = buckets.percentile_label(p)
+                    if values[label] is None:
+                        values[label] = _opt_float(row[_MIN])
+                found.append(
+                    Bucket(
+                        start=starts[n] if starts else schema.from_us(int(row["time"])),
+                        measurement=row["measurement"],
+                        device=row["device"] if query.per_device else None,
+                        count=int(row["count"]),
+                        values=values,
+                    )
+                )
+        return buckets.complete(query, found)
 
     def latest(
         self,
@@ -279,6 +339,86 @@ class InfluxStore:
             ]
         )
         return schema.device_states(trial, status_rows=status_rows, seen_rows=seen_rows)
+
+    def reading_stats(self, query: StatsQuery) -> list[ReadingStats]:
+        """Counts, flagged counts and delay percentiles per group with readings, ordered by group."""
+        self._check_open()
+        conditions = self._stats_conditions(query)
+        if conditions is None:
+            return []
+        keys = tuple(dict.fromkeys(query.by))
+        delay = q.ident("delay_us")
+        quality = q.ident("quality")  # written on every point, so count(quality) counts readings
+        everything = q.aggregate(
+            schema.READINGS,
+            conditions,
+            selects=[
+                (f"count({quality})", "count"),
+                (f"percentile({delay}, 50)", "p50"),
+                (f"percentile({delay}, 95)", "p95"),
+                (f"min({delay})", _MIN),
+            ],
+            group_by=keys,
+            bucket=None,
+        )
+        flagged = q.aggregate(
+            schema.READINGS,
+            [*conditions, f"{quality} != 0"],
+            selects=[(f"count({quality})", "flagged")],
+            group_by=keys,
+            bucket=None,
+        )
+        rows, flagged_rows = self._http.query([everything, flagged])
+
+        def group(row: Mapping[str, Any]) -> tuple[str | None, str | None]:
+            return tuple(row.get(k) if k in keys else None for k in ("device", "measurement"))  # type: ignore[return-value]
+
+        flagged_by = {group(r): int(r["flagged"]) for r in flagged_rows}
+        stats = []
+        for row in rows:
+            if not row["count"]:
+                continue
+            low = row.get(_MIN)
+            p50, p95 = (row.get(p) if row.get(p) is not None else low for p in ("p50", "p95"))
+            device, measurement = group(row)
+            stats.append(
+                ReadingStats(
+                    device=device,
+                    measurement=measurement,
+                    count=int(row["count"]),
+                    flagged=flagged_by.get((device, measurement), 0),
+                    delay_p50_us=None if p50 is None else int(p50),
+                    delay_p95_us=None if p95 is None else int(p95),
+                )
+            )
+        stats.sort(key=lambda s: (s.device or "", s.measurement or ""))
+        return stats
+
+    def event_counts(self, query: StatsQuery) -> list[EventCount]:
+        """Events per (device, type) in the window, ordered by both."""
+        self._check_open()
+        conditions = self._stats_conditions(query)
+        if conditions is None:
+            return []
+        statement = q.aggregate(
+            schema.EVENTS,
+            conditions,
+            selects=[(f"count({q.ident('ingest_ts')})", "count")],
+            group_by=("device", "type"),
+            bucket=None,
+        )
+        [rows] = self._http.query([statement])
+        counts = [EventCount(r["device"], r["type"], int(r["count"])) for r in rows if r["count"]]
+        return sorted(counts, key=lambda c: (c.device, c.type))
+
+    def _stats_conditions(self, query: StatsQuery) -> list[str] | None:
+        q.require_aware(start=query.start, end=query.end)
+        if query.end <= query.start:
+            return None
+        conditions = self._selection(query.trial, query.devices, "measurement", None)
+        if conditions is None:
+            return None
+        return [*conditions, *q.time_range(query.start, query.end)]
 
     def query_quarantine(self, query: QuarantineQuery) -> list[QuarantineRecord]:
         """Quarantined messages matching `query`, newest first, with their store ids."""

@@ -102,15 +102,27 @@ def select(
 
 
 def aggregate(
-    measurement: str, field: str, conditions: Sequence[str], *, bucket_us: int, group_by: Sequence[str]
+    measurement: str,
+    conditions: Sequence[str],
+    *,
+    selects: Sequence[tuple[str, str]],
+    group_by: Sequence[str],
+    bucket: tuple[int, int] | None,
 ) -> str:
-    """count, mean, min, max of `field` per epoch-aligned bucket of `bucket_us` µs; no empty buckets."""
-    f = ident(field)
-    return (
-        f'SELECT count({f}) AS "count", mean({f}) AS "mean", min({f}) AS "min", max({f}) AS "max" '
-        f"FROM {ident(measurement)} WHERE {' AND '.join(conditions)} "
-        f"GROUP BY time({bucket_us}u), {', '.join(ident(g) for g in group_by)} fill(none)"
-    )
+    """`selects` (expression, alias) per group; per fixed bucket (width µs, phase µs) if given.
+
+    Empty buckets are left out (fill(none)): the store fills them in for every series, as all
+    stores do (`midika.store.buckets.complete`).
+    """
+    columns = ", ".join(f"{expression} AS {ident(alias)}" for expression, alias in selects)
+    groups = [ident(g) for g in group_by]
+    if bucket is not None:
+        width, phase = bucket
+        groups.insert(0, f"time({width}u, {phase}u)")
+    text = f"SELECT {columns} FROM {ident(measurement)} WHERE {' AND '.join(conditions)}"
+    if groups:
+        text += f" GROUP BY {', '.join(groups)}"
+    return text + (" fill(none)" if bucket is not None else "")
 
 
 def encode_cursor(ts_us: int, first: str, second: str) -> str:

@@ -4,7 +4,8 @@ Schema (one database, or one bucket = "database/retention-policy" on 1.x):
 
     measurement  tags                          fields                                       time
     readings     trial, device, measurement    value (float), text (string), quality (int),  event ts
-                                               seq (int), ingest_ts (int, µs since epoch)
+                                               seq (int), ingest_ts (int, µs since epoch),
+                                               delay_us (int, ingest_ts - event ts)
     events       trial, device, type           data (JSON string), seq (int), ingest_ts      event ts
     status       trial, device                 online (bool), battery, rssi, uptime_s        report ts
                                                (float), firmware (string), ingest_ts
@@ -22,6 +23,9 @@ and an event's (trial, device, type, ts) are exactly the point identity: InfluxD
 once. Times are written in microseconds, the precision of Python datetimes and of the contract.
 Absent values (a text reading's `value`, an unknown `seq`) are absent fields, read back as null;
 `quality` and `ingest_ts` are always written so that every point has at least one field.
+`delay_us` repeats ingest_ts minus the event time because InfluxQL cannot subtract the time column
+from a field: it is what delivery-latency percentiles are computed over (points written before it
+existed have none and are left out of those percentiles, though not out of the counts).
 
 `device_seen` keeps, per device and write, the greatest ingest time of the newly stored records
 (readings, events, status reports), so a device's `last_seen` is its newest device_seen point
@@ -54,7 +58,6 @@ from midika.models.records import (
     Reading,
     StatusReport,
 )
-from midika.store.base import Bucket
 
 READINGS = "readings"
 EVENTS = "events"
@@ -108,7 +111,8 @@ def _float(value: float) -> str:
 
 def reading_line(reading: Reading) -> str:
     """The line-protocol point of one reading (time in µs)."""
-    fields = f"quality={int(reading.quality)}i,ingest_ts={to_us(reading.ingest_ts)}i"
+    ts_us, ingest_us = to_us(reading.ts), to_us(reading.ingest_ts)
+    fields = f"quality={int(reading.quality)}i,ingest_ts={ingest_us}i,delay_us={ingest_us - ts_us}i"
     if reading.value is not None:
         try:
             fields += f",value={_float(reading.value)}"
@@ -121,7 +125,7 @@ def reading_line(reading: Reading) -> str:
     series = _series(
         READINGS, ("device", reading.device), ("measurement", reading.measurement), ("trial", reading.trial)
     )
-    return f"{series} {fields} {to_us(reading.ts)}"
+    return f"{series} {fields} {ts_us}"
 
 
 def event_line(event: Event) -> str:
@@ -238,19 +242,6 @@ def quarantine_from_row(row: Row) -> QuarantineRecord:
         device=row.get("device"),
         payload_size=int(row.get("payload_size") or 0),
         id=int(row["id"]),
-    )
-
-
-def bucket_from_row(row: Row, *, per_device: bool) -> Bucket:
-    """The aggregate bucket of a row of `influx_query.aggregate` (time in µs, group tags merged)."""
-    return Bucket(
-        start=from_us(int(row["time"])),
-        measurement=row["measurement"],
-        device=row["device"] if per_device else None,
-        count=int(row["count"]),
-        mean=_opt_float(row["mean"]),
-        min=_opt_float(row["min"]),
-        max=_opt_float(row["max"]),
     )
 
 

@@ -1,9 +1,14 @@
-"""GET /api/v1/readings/aggregate, checked against aggregates computed here from the seeded data."""
+"""GET /api/v1/readings/aggregate, checked against aggregates computed here from the seeded data.
+
+The test trial "alpha" runs in Asia/Tokyo (the default), so buckets align to JST: a day starts at
+15:00 UTC, and 2-hour buckets start on odd UTC hours.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,98 +20,189 @@ from tests.api.conftest import HOURS, T0, Seed
 
 pytestmark = pytest.mark.anyio
 
+JST = timedelta(hours=9)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WINDOW = {"start": to_rfc3339(T0), "end": to_rfc3339(T0 + timedelta(hours=HOURS))}
+URL = "/api/v1/readings/aggregate"
+
+Row = tuple[str, str | None, datetime, int, dict[str, float | None]]
+
+
+def _start(ts: datetime, bucket: timedelta) -> datetime:
+    return EPOCH + (ts + JST - EPOCH) // bucket * bucket - JST
 
 
 def _expected(
     seed: Seed,
     *,
     bucket: timedelta,
-    measurements: set[str],
-    per_device: bool,
-    devices: set[str] | None = None,
-) -> list[tuple[str, str | None, datetime, int, float, float, float]]:
+    series: Sequence[tuple[str, str | None]],
+    start: datetime = T0,
+    end: datetime = T0 + timedelta(hours=HOURS),
+) -> list[Row]:
+    """Every bucket of [start, end) for each of `series`, with mean, min and max."""
     groups: dict[tuple[str, str | None, datetime], list[float]] = defaultdict(list)
+    pooled = all(device is None for _, device in series)
     for r in seed.readings_of("alpha"):
-        if r.measurement in measurements and r.value is not None and (devices is None or r.device in devices):
-            start = EPOCH + (r.ts - EPOCH) // bucket * bucket
-            groups[(r.measurement, r.device if per_device else None, start)].append(r.value)
-    return [
-        (m, d, s, len(v), sum(v) / len(v), min(v), max(v))
-        for (m, d, s), v in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))
-    ]
+        key = (r.measurement, None if pooled else r.device)
+        if key in series and r.value is not None and start <= r.ts < end:
+            groups[(*key, _start(r.ts, bucket))].append(r.value)
+    starts = []
+    at = _start(start, bucket)
+    while at < end:
+        starts.append(at)
+        at += bucket
+    rows: list[Row] = []
+    for measurement, device in sorted(series, key=lambda s: (s[0], s[1] or "")):
+        for s in starts:
+            v = groups.get((measurement, device, s), [])
+            stats: dict[str, float | None] = dict.fromkeys(("mean", "min", "max"))
+            if v:
+                stats = {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}
+            rows.append((measurement, device, s, len(v), stats))
+    return rows
 
 
-def _got(body: dict[str, Any]) -> list[tuple[str, str | None, datetime, int, float, float, float]]:
+def _got(body: dict[str, Any]) -> list[Row]:
     return [
-        (
-            i["measurement"],
-            i["device"],
-            datetime.fromisoformat(i["start"]),
-            i["count"],
-            i["mean"],
-            i["min"],
-            i["max"],
-        )
+        (i["measurement"], i["device"], datetime.fromisoformat(i["start"]), i["count"], i["values"])
         for i in body["items"]
     ]
 
 
-def _same(got: list[Any], expected: list[Any]) -> None:
-    assert len(got) == len(expected)
+def _same(got: list[Row], expected: list[Row]) -> None:
+    assert [g[:4] for g in got] == [e[:4] for e in expected]
     for g, e in zip(got, expected, strict=True):
-        assert g[:4] == e[:4]
-        assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(g[4:], e[4:], strict=True)), (g, e)
+        assert g[4].keys() == e[4].keys()
+        for name, want in e[4].items():
+            have = g[4][name]
+            assert (have is None) == (want is None), (g, e)
+            assert have is None or want is None or math.isclose(have, want, rel_tol=1e-9), (g, e)
+
+
+BUOYS = [(m, d) for m in ("water_temp", "wave_height") for d in ("buoy-1", "buoy-2")]
 
 
 @pytest.mark.parametrize(("bucket", "size"), [("1h", timedelta(hours=1)), ("20m", timedelta(minutes=20))])
 async def test_per_device_buckets_match_computed(
     client: AsyncClient, seed: Seed, bucket: str, size: timedelta
 ) -> None:
-    params = {"trial": "alpha", **WINDOW, "bucket": bucket, "measurement": ["water_temp", "wave_height"]}
-    response = await client.get("/api/v1/readings/aggregate", params=params)
+    params = {
+        "trial": "alpha",
+        **WINDOW,
+        "bucket": bucket,
+        "measurement": ["water_temp", "wave_height"],
+        "site": "offshore",
+    }
+    response = await client.get(URL, params=params)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["bucket_seconds"] == int(size.total_seconds())
-    _same(
-        _got(body), _expected(seed, bucket=size, measurements={"water_temp", "wave_height"}, per_device=True)
+    assert (body["bucket"], body["timezone"], body["functions"]) == (
+        bucket,
+        "Asia/Tokyo",
+        ["mean", "min", "max"],
+    )
+    _same(_got(body), _expected(seed, bucket=size, series=BUOYS))
+    assert all(
+        datetime.fromisoformat(i["end"]) - datetime.fromisoformat(i["start"]) == size for i in body["items"]
     )
 
 
-async def test_pooled_buckets_match_computed(client: AsyncClient, seed: Seed) -> None:
+async def test_pooled_buckets_align_to_local_even_hours(client: AsyncClient, seed: Seed) -> None:
     params = {"trial": "alpha", **WINDOW, "bucket": "2h", "measurement": "water_temp", "per_device": "false"}
-    body = (await client.get("/api/v1/readings/aggregate", params=params)).json()
-    expected = _expected(seed, bucket=timedelta(hours=2), measurements={"water_temp"}, per_device=False)
+    body = (await client.get(URL, params=params)).json()
     assert all(item["device"] is None for item in body["items"])
-    _same(_got(body), expected)
+    assert {datetime.fromisoformat(i["start"]).hour % 2 for i in body["items"]} == {1}, "odd UTC = even JST"
+    _same(_got(body), _expected(seed, bucket=timedelta(hours=2), series=[("water_temp", None)]))
 
 
-async def test_device_filter_and_whole_window_bucket(client: AsyncClient, seed: Seed) -> None:
+async def test_a_day_starts_at_midnight_in_tokyo(client: AsyncClient, seed: Seed) -> None:
     params = {"trial": "alpha", **WINDOW, "bucket": "1d", "device": "cam-1", "measurement": "persons"}
-    body = (await client.get("/api/v1/readings/aggregate", params=params)).json()
-    expected = _expected(
-        seed, bucket=timedelta(days=1), measurements={"persons"}, per_device=True, devices={"cam-1"}
+    body = (await client.get(URL, params=params)).json()
+    [item] = body["items"]
+    assert item["start"] == "2026-06-30T15:00:00Z"
+    assert item["end"] == "2026-07-01T15:00:00Z"
+    assert item["count"] == HOURS * 12
+    _same(_got(body), _expected(seed, bucket=timedelta(days=1), series=[("persons", "cam-1")]))
+
+
+async def test_silent_devices_and_gaps_are_reported_as_empty_buckets(client: AsyncClient) -> None:
+    # cam-2 never sent anything; the window runs two hours past the data.
+    end = T0 + timedelta(hours=HOURS + 2)
+    params: dict[str, Any] = {
+        "trial": "alpha",
+        "start": WINDOW["start"],
+        "end": to_rfc3339(end),
+        "bucket": "1h",
+    }
+    params |= {"measurement": "persons", "fn": ["count", "sum", "p50"]}
+    body = (await client.get(URL, params=params)).json()
+    assert [(i["device"], i["count"] > 0) for i in body["items"]] == [("cam-1", True)] * HOURS + [
+        ("cam-1", False)
+    ] * 2 + [("cam-2", False)] * (HOURS + 2)
+    assert body["functions"] == ["sum", "p50"]
+    assert all(i["values"] == {"sum": None, "p50": None} for i in body["items"] if i["count"] == 0)
+
+
+async def test_every_function_and_percentile(client: AsyncClient, seed: Seed) -> None:
+    params: dict[str, Any] = {"trial": "alpha", **WINDOW, "bucket": "1d", "device": "buoy-1"}
+    params |= {"measurement": "water_temp"}
+    params |= {"fn": ["mean", "min", "max", "count", "sum", "first", "last", "p50", "p90", "p95", "p99"]}
+    params |= {"percentile": ["99.9", "25"]}
+    body = (await client.get(URL, params=params)).json()
+    [item] = body["items"]
+    readings = [
+        r for r in seed.readings_of("alpha") if r.device == "buoy-1" and r.measurement == "water_temp"
+    ]
+    values = sorted(r.value for r in readings if r.value is not None)
+
+    def rank(p: float) -> float:
+        return values[max(1, math.floor(len(values) * p / 100 + 0.5)) - 1]
+
+    assert item["count"] == len(values)
+    assert item["values"] == pytest.approx(
+        {
+            "mean": sum(values) / len(values),
+            "min": values[0],
+            "max": values[-1],
+            "sum": sum(values),
+            "first": readings[0].value,
+            "last": readings[-1].value,
+            **{f"p{p:g}": rank(p) for p in (50, 90, 95, 99, 99.9, 25)},
+        }
     )
-    assert len(expected) == 1 and expected[0][3] == HOURS * 12
-    _same(_got(body), expected)
 
 
-@pytest.mark.parametrize("bucket", ["30s", "59s", "0m", "32d", "1w", "h", "1.5h", "-1h"])
+async def test_calendar_months(client: AsyncClient) -> None:
+    params: dict[str, Any] = {
+        "trial": "alpha",
+        "start": "2026-05-20T00:00:00Z",
+        "end": "2026-08-01T00:00:00Z",
+    }
+    params |= {"bucket": "month", "device": "buoy-1", "measurement": "water_temp"}
+    body = (await client.get(URL, params=params)).json()
+    assert body["bucket"] == "month" and body["bucket_seconds"] is None
+    assert [(i["start"], i["end"], i["count"] > 0) for i in body["items"]] == [
+        ("2026-04-30T15:00:00Z", "2026-05-31T15:00:00Z", False),
+        ("2026-05-31T15:00:00Z", "2026-06-30T15:00:00Z", False),
+        ("2026-06-30T15:00:00Z", "2026-07-31T15:00:00Z", True),
+        ("2026-07-31T15:00:00Z", "2026-08-31T15:00:00Z", False),
+    ]
+
+
+@pytest.mark.parametrize("bucket", ["30s", "59s", "0m", "32d", "1w", "h", "1.5h", "-1h", "months"])
 async def test_bucket_outside_1m_to_31d_or_malformed_is_400(client: AsyncClient, bucket: str) -> None:
-    response = await client.get(
-        "/api/v1/readings/aggregate", params={"trial": "alpha", **WINDOW, "bucket": bucket}
-    )
+    response = await client.get(URL, params={"trial": "alpha", **WINDOW, "bucket": bucket})
     assert response.status_code == 400, bucket
     assert response.json()["error"]["message"].startswith("query parameter 'bucket': ")
 
 
 async def test_60s_is_one_minute(client: AsyncClient) -> None:
-    response = await client.get(
-        "/api/v1/readings/aggregate", params={"trial": "alpha", **WINDOW, "bucket": "60s"}
-    )
+    response = await client.get(URL, params={"trial": "alpha", **WINDOW, "bucket": "60s"})
     assert response.status_code == 200
     assert response.json()["bucket_seconds"] == 60
+    assert response.json()["bucket"] == "1m"
 
 
 async def test_too_many_buckets_says_how_to_narrow(client: AsyncClient) -> None:
@@ -119,7 +215,7 @@ async def test_too_many_buckets_says_how_to_narrow(client: AsyncClient) -> None:
         "device": "buoy-1",
         "measurement": "water_temp",
     }
-    response = await client.get("/api/v1/readings/aggregate", params=params)
+    response = await client.get(URL, params=params)
     assert response.status_code == 400
     message = response.json()["error"]["message"]
     assert "525600 buckets" in message
@@ -130,20 +226,19 @@ async def test_too_many_buckets_says_how_to_narrow(client: AsyncClient) -> None:
 async def test_limit_counts_series_of_numeric_measurements(client: AsyncClient) -> None:
     # 15 days of minutes is 21,600 buckets per series.
     base = {"trial": "alpha", "start": "2026-07-01T00:00:00Z", "end": "2026-07-16T00:00:00Z", "bucket": "1m"}
-    url = "/api/v1/readings/aggregate"
-    one = await client.get(url, params={**base, "device": "buoy-1", "measurement": "water_temp"})
+    one = await client.get(URL, params={**base, "device": "buoy-1", "measurement": "water_temp"})
     assert one.status_code == 200
     # Per device: buoy-1, buoy-2 × water_temp, wave_height and cam-1, cam-2 × persons; `label` is text.
-    every = await client.get(url, params=base)
+    every = await client.get(URL, params=base)
     assert every.status_code == 400
     assert "21600 buckets × 6 series = 129600 values" in every.json()["error"]["message"]
     # Pooled: water_temp, wave_height, persons.
-    pooled = await client.get(url, params={**base, "per_device": "false"})
+    pooled = await client.get(URL, params={**base, "per_device": "false"})
     assert pooled.status_code == 200
 
 
 async def test_start_and_end_are_required(client: AsyncClient) -> None:
-    response = await client.get("/api/v1/readings/aggregate", params={"trial": "alpha", "bucket": "1h"})
+    response = await client.get(URL, params={"trial": "alpha", "bucket": "1h"})
     assert response.status_code == 400
     error = response.json()["error"]
     assert "query parameter 'start': is required" in error["message"]

@@ -24,10 +24,13 @@ from midika.settings import Settings
 from midika.store.base import (
     AggregateQuery,
     Bucket,
+    EventCount,
     EventQuery,
     Page,
     QuarantineQuery,
     ReadingQuery,
+    ReadingStats,
+    StatsQuery,
     WriteResult,
 )
 from tests.api.conftest import BASE_URL, StaticTrials, admin_headers
@@ -38,12 +41,15 @@ pytestmark = pytest.mark.anyio
 VALID: dict[str, str | None] = {
     "trial": "alpha",
     "device": "buoy-1",
+    "site": "offshore",
     "measurement": "water_temp",
     "type": "RIP_DETECTED",
     "start": "2026-07-01T00:00:00Z",
     "end": "2026-07-01T06:00:00Z",
     "bucket": "1h",
     "per_device": "true",
+    "fn": "p95",
+    "percentile": "99.9",
     "quality": "ok",
     "limit": "10",
     "cursor": None,  # there is no valid cursor without a previous page
@@ -53,12 +59,15 @@ VALID: dict[str, str | None] = {
 BAD: dict[str, tuple[str, int]] = {
     "trial": ("no-such-trial", 404),
     "device": ("no-such-device", 400),
+    "site": ("no-such-site", 400),
     "measurement": ("no_such_measurement", 400),
     "type": ("NO_SUCH_TYPE", 400),
     "start": ("last tuesday", 400),
     "end": ("2026-07-01 06:00", 400),
     "bucket": ("5 minutes", 400),
     "per_device": ("maybe", 400),
+    "fn": ("median", 400),
+    "percentile": ("0", 400),
     "quality": ("dubious", 400),
     "limit": ("0", 400),
     "cursor": ("not-a-cursor", 400),
@@ -211,6 +220,12 @@ class BrokenStore:
         raise self.error
 
     def query_quarantine(self, query: QuarantineQuery) -> list[QuarantineRecord]:
+        raise self.error
+
+    def reading_stats(self, query: StatsQuery) -> list[ReadingStats]:
+        raise self.error
+
+    def event_counts(self, query: StatsQuery) -> list[EventCount]:
         raise self.error
 
     def close(self) -> None:

@@ -225,3 +225,31 @@ async def test_latest_filtered(client: AsyncClient, seed: Seed) -> None:
     assert [(i["device"], i["measurement"], i["value"], i["seq"]) for i in items] == [
         ("buoy-2", "wave_height", expected.value, expected.seq)
     ]
+
+
+async def test_site_keeps_the_devices_at_that_site(client: AsyncClient, seed: Seed) -> None:
+    body = await _get(client, trial="alpha", site="beach", limit=10_000)
+    assert {item["device"] for item in body["items"]} == {"cam-1"}
+    assert [_key(i) for i in body["items"]] == _keys(
+        [r for r in seed.readings_of("alpha") if r.device == "cam-1"]
+    )
+    # With a device too, both must hold: buoy-1 is offshore, so nothing is left.
+    assert (await _get(client, trial="alpha", site="beach", device="buoy-1"))["items"] == []
+    latest = (
+        await client.get("/api/v1/readings/latest", params={"trial": "alpha", "site": "offshore"})
+    ).json()
+    assert {item["device"] for item in latest["items"]} == {"buoy-1", "buoy-2"}
+    events = (await client.get("/api/v1/events", params={"trial": "alpha", "site": "offshore"})).json()
+    assert events["items"] == []
+
+
+async def test_unknown_site_lists_the_sites(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/readings", params={"trial": "alpha", "site": "pier"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["allowed"] == ["beach", "offshore"]
+
+
+async def test_quality_flag_filter(client: AsyncClient, seed: Seed) -> None:
+    body = await _get(client, trial="alpha", quality="out_of_range")
+    flagged = [r for r in seed.readings_of("alpha") if r.quality & Quality.OUT_OF_RANGE]
+    assert [_key(i) for i in body["items"]] == _keys(flagged) and flagged

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,11 +25,16 @@ from midika.models.records import (
     StatusReport,
 )
 from midika.store.base import (
+    AGGREGATE_FNS,
+    MONTH,
     AggregateQuery,
     Bucket,
+    EventCount,
     EventQuery,
     QuarantineQuery,
     ReadingQuery,
+    StatsKey,
+    StatsQuery,
     Store,
     WriteResult,
 )
@@ -47,6 +52,7 @@ from tests.store.samples import (
     expected_buckets,
     expected_latest,
     expected_readings,
+    expected_stats,
     quarantined,
     reading,
     reading_order,
@@ -105,12 +111,27 @@ def event_order(e: Event) -> tuple[datetime, str, str]:
     return (e.ts, e.device, e.type)
 
 
+_SUMS = ("mean", "sum")  # may differ in the last bits: stores add up in their own order
+
+
 def assert_same_buckets(got: list[Bucket], want: list[Bucket]) -> None:
-    """Equal buckets; means may differ in the last bits, since stores sum in their own order."""
-    assert [(b.measurement, b.device, b.start, b.count, b.min, b.max) for b in got] == [
-        (b.measurement, b.device, b.start, b.count, b.min, b.max) for b in want
-    ]
-    assert [b.mean for b in got] == pytest.approx([b.mean for b in want], rel=1e-12)
+    """Equal buckets, every value exact but means and sums, which are equal to 1e-12."""
+
+    def exact(b: Bucket) -> tuple[object, ...]:
+        return (
+            b.measurement,
+            b.device,
+            b.start,
+            b.count,
+            {k: v for k, v in b.values.items() if k not in _SUMS},
+        )
+
+    assert [exact(b) for b in got] == [exact(b) for b in want]
+    for name in _SUMS:
+        pairs = [(g.values.get(name), w.values.get(name)) for g, w in zip(got, want, strict=True)]
+        assert [g is None for g, _ in pairs] == [w is None for _, w in pairs], name
+        numbers = [(g, w) for g, w in pairs if g is not None and w is not None]
+        assert [g for g, _ in numbers] == pytest.approx([w for _, w in numbers], rel=1e-12), name
 
 
 class StoreContract:
@@ -328,9 +349,15 @@ class StoreContract:
         self, store: Store, per_device: bool, bucket: timedelta
     ) -> None:
         readings = write_sample(store)
-        # A start off the bucket grid: buckets still align to the epoch, holding only readings >= start.
+        # A start off the bucket grid: the first bucket starts before it, holding only readings >= start.
         query = AggregateQuery(
-            trial=TRIAL, start=at(5 * 60 + 3), end=at(100 * 60), bucket=bucket, per_device=per_device
+            trial=TRIAL,
+            start=at(5 * 60 + 3),
+            end=at(100 * 60),
+            bucket=bucket,
+            per_device=per_device,
+            functions=AGGREGATE_FNS,
+            percentiles=(1, 10, 50, 90, 95, 99, 99.9, 100),
         )
 
         got = store.aggregate(query)
@@ -339,19 +366,91 @@ class StoreContract:
         assert all(is_utc(b.start) for b in got)
         assert any(b.count > 1 for b in got), "buckets should pool several readings"
         assert TEXT not in {b.measurement for b in got}, "text readings have nothing to aggregate"
+        assert set(got[0].values) == {"mean", "min", "max", "sum", "first", "last"} | {
+            "p1", "p10", "p50", "p90", "p95", "p99", "p99.9", "p100"
+        }  # fmt: skip
 
-    def test_aggregates_leave_out_empty_buckets(self, store: Store) -> None:
+    def test_empty_buckets_are_reported_with_count_0_and_nulls(self, store: Store) -> None:
         readings = write_sample(store)
         query = AggregateQuery(
-            trial=TRIAL, start=T0, end=END, bucket=timedelta(minutes=10), devices=["buoy-2"]
-        )
+            trial=TRIAL, start=T0, end=END, bucket=timedelta(minutes=10), devices=["buoy-2"],
+            functions=AGGREGATE_FNS, percentiles=(50,),
+        )  # fmt: skip
 
         got = store.aggregate(query)
 
-        starts = {b.start for b in got}
-        assert T0 + timedelta(minutes=40) not in starts, "buoy-2 is silent from minute 30 to 60"
-        assert all(b.count > 0 for b in got)
+        silent = [b for b in got if T0 + timedelta(minutes=30) <= b.start < T0 + timedelta(minutes=60)]
+        assert len(silent) == 3 * len(NUMERIC), "buoy-2 is silent from minute 30 to 60"
+        assert all(b.count == 0 and set(b.values.values()) == {None} for b in silent)
+        assert len(got) == 18 * len(NUMERIC), "every 10-minute bucket of [T0, T0+3h), for each series"
         assert_same_buckets(got, expected_buckets(readings, query))
+
+    @pytest.mark.parametrize(
+        ("zone", "bucket", "first_start"),
+        [
+            # 00:00 JST is 15:00 UTC the day before.
+            ("Asia/Tokyo", timedelta(days=1), datetime(2025, 6, 30, 15, tzinfo=UTC)),
+            ("Asia/Tokyo", timedelta(hours=6), datetime(2025, 7, 1, 3, tzinfo=UTC)),
+            # Half-hour offsets put hourly buckets on the half hour.
+            ("Asia/Kolkata", timedelta(hours=1), datetime(2025, 7, 1, 2, 30, tzinfo=UTC)),
+            ("UTC", timedelta(days=1), datetime(2025, 7, 1, tzinfo=UTC)),
+        ],
+    )
+    def test_buckets_align_in_the_time_zone(
+        self, store: Store, zone: str, bucket: timedelta, first_start: datetime
+    ) -> None:
+        readings = write_sample(store)
+        query = AggregateQuery(
+            trial=TRIAL, start=T0, end=END, bucket=bucket, timezone=zone,
+            functions=AGGREGATE_FNS, percentiles=(95,),
+        )  # fmt: skip
+
+        got = store.aggregate(query)
+
+        assert got[0].start == first_start
+        assert_same_buckets(got, expected_buckets(readings, query))
+
+    def test_calendar_month_buckets_in_the_time_zone(self, store: Store) -> None:
+        jst_midnight = datetime(2025, 7, 31, 15, tzinfo=UTC)  # 2025-08-01 00:00 JST
+        readings = [
+            reading("buoy-1", ts=jst_midnight - timedelta(microseconds=1), value=1.0),  # July in JST
+            reading("buoy-1", ts=jst_midnight, value=2.0),  # August in JST, still July in UTC
+            reading("buoy-1", ts=jst_midnight + timedelta(days=3), value=4.0),
+            reading("buoy-1", ts=datetime(2025, 6, 20, tzinfo=UTC), value=8.0),
+        ]
+        store.write_readings(readings)
+        query = AggregateQuery(
+            trial=TRIAL, start=datetime(2025, 6, 25, tzinfo=UTC), end=datetime(2025, 9, 10, tzinfo=UTC),
+            bucket=MONTH, timezone="Asia/Tokyo", functions=AGGREGATE_FNS, percentiles=(50,),
+        )  # fmt: skip
+
+        got = store.aggregate(query)
+
+        assert [(b.start, b.count, b.values["sum"]) for b in got] == [
+            (datetime(2025, 5, 31, 15, tzinfo=UTC), 0, None),  # June: its one reading is before start
+            (datetime(2025, 6, 30, 15, tzinfo=UTC), 1, 1.0),
+            (datetime(2025, 7, 31, 15, tzinfo=UTC), 2, 6.0),
+            (datetime(2025, 8, 31, 15, tzinfo=UTC), 0, None),
+        ]
+        assert_same_buckets(got, expected_buckets(readings, query))
+
+    def test_first_and_last_break_ties_by_the_greater_value(self, store: Store) -> None:
+        store.write_readings(
+            [
+                reading("buoy-1", ts=at(0), value=1.0),
+                reading("buoy-2", ts=at(0), value=5.0),
+                reading("buoy-1", ts=at(30), value=7.0),
+                reading("buoy-2", ts=at(30), value=3.0),
+            ]
+        )
+        query = AggregateQuery(
+            trial=TRIAL, start=T0, end=at(60), bucket=timedelta(minutes=1), per_device=False,
+            functions=("first", "last"), percentiles=(25, 50, 75),
+        )  # fmt: skip
+
+        [bucket] = store.aggregate(query)
+
+        assert bucket.values == {"first": 5.0, "last": 7.0, "p25": 1.0, "p50": 3.0, "p75": 5.0}
 
     @pytest.mark.parametrize(
         "filters",
@@ -386,6 +485,41 @@ class StoreContract:
     def test_aggregate_rejects_a_bucket_that_is_not_positive(self, store: Store, bucket: timedelta) -> None:
         with pytest.raises(BadQuery, match="bucket"):
             store.aggregate(AggregateQuery(trial=TRIAL, start=T0, end=END, bucket=bucket))
+
+    # -- delivery statistics --------------------------------------------------------------------
+
+    @pytest.mark.parametrize("by", [("device", "measurement"), ("device",), ("measurement",), ()], ids=repr)
+    def test_reading_stats_count_flags_and_delays(self, store: Store, by: tuple[StatsKey, ...]) -> None:
+        readings = write_sample(store)
+        query = StatsQuery(trial=TRIAL, start=at(10 * 60), end=at(100 * 60), by=by)
+
+        got = store.reading_stats(query)
+
+        assert got == expected_stats(readings, query)
+        assert len(got) > 1 or by == ()
+
+    def test_reading_stats_filters_devices_and_skips_empty_windows(self, store: Store) -> None:
+        readings = write_sample(store)
+        query = StatsQuery(trial=TRIAL, start=T0, end=END, devices=["buoy-2"], by=("device",))
+        assert store.reading_stats(query) == expected_stats(readings, query)
+        empty = StatsQuery(trial=TRIAL, start=END, end=END + timedelta(hours=1), by=())
+        assert store.reading_stats(empty) == []
+        assert store.reading_stats(StatsQuery(trial=TRIAL, start=T0, end=END, devices=[])) == []
+
+    def test_event_counts_per_device_and_type(self, store: Store) -> None:
+        events = sample_events() + sample_events(trial=OTHER_TRIAL, seed=12)
+        store.write_events(events)
+        query = StatsQuery(trial=TRIAL, start=at(20 * 60), end=at(100 * 60))
+
+        got = store.event_counts(query)
+
+        counts = Counter(
+            (e.device, e.type) for e in events if e.trial == TRIAL and at(1200) <= e.ts < at(6000)
+        )
+        assert got == [EventCount(d, t, n) for (d, t), n in sorted(counts.items())]
+        assert store.event_counts(dataclasses.replace(query, devices=["pier-cam"])) == [
+            c for c in got if c.device == "pier-cam"
+        ]
 
     # -- latest ---------------------------------------------------------------------------------
 

@@ -5,15 +5,25 @@ Everything a contract test expects is computed here from the records it wrote, n
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from midika.models.records import Event, Quality, QuarantineReason, QuarantineRecord, Reading
-from midika.store.base import AggregateQuery, Bucket, EventQuery, ReadingQuery
+from midika.store.base import (
+    MONTH,
+    AggregateQuery,
+    Bucket,
+    EventQuery,
+    ReadingQuery,
+    ReadingStats,
+    StatsQuery,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = datetime(2025, 7, 1, 3, 0, tzinfo=UTC)
@@ -129,14 +139,48 @@ def expected_readings(readings: Iterable[Reading], q: ReadingQuery) -> list[Read
     return sorted((r for r in readings if matches(r, q)), key=reading_order)
 
 
-def bucket_start(ts: datetime, width: timedelta) -> datetime:
-    """The start of the epoch-aligned bucket of `width` that holds `ts`."""
-    return EPOCH + (ts - EPOCH) // width * width
+def _local_offset(q: AggregateQuery) -> timedelta:
+    offset = q.start.astimezone(ZoneInfo(q.timezone)).utcoffset()
+    assert offset is not None
+    return offset
+
+
+def bucket_start(ts: datetime, q: AggregateQuery) -> datetime:
+    """The start of the bucket of `q` that holds `ts`: whole buckets since local 1970-01-01 00:00."""
+    if q.bucket == MONTH:
+        local = ts.astimezone(ZoneInfo(q.timezone))
+        return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    assert isinstance(q.bucket, timedelta)
+    offset = _local_offset(q)
+    return EPOCH + (ts + offset - EPOCH) // q.bucket * q.bucket - offset
+
+
+def grid(q: AggregateQuery) -> list[datetime]:
+    """Every bucket start from the one holding `start` to the one holding the last instant before `end`."""
+    first, last = bucket_start(q.start, q), bucket_start(q.end - timedelta(microseconds=1), q)
+    starts = [first]
+    while starts[-1] < last:
+        if q.bucket == MONTH:
+            local = starts[-1].astimezone(ZoneInfo(q.timezone))
+            month = local.replace(year=local.year + local.month // 12, month=local.month % 12 + 1)
+            starts.append(month.astimezone(UTC))
+        else:
+            assert isinstance(q.bucket, timedelta)
+            starts.append(starts[-1] + q.bucket)
+    return starts
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    """Percentile `p` by nearest rank, as InfluxDB's PERCENTILE (rank at least 1)."""
+    ordered = sorted(values)
+    return ordered[max(1, math.floor(len(ordered) * p / 100.0 + 0.5)) - 1]
 
 
 def expected_buckets(readings: Iterable[Reading], q: AggregateQuery) -> list[Bucket]:
-    """The aggregates `q` should return, computed with `statistics` from the raw readings."""
-    groups: dict[tuple[str, str | None, datetime], list[float]] = defaultdict(list)
+    """The aggregates `q` should return, computed in plain Python from the raw readings."""
+    groups: dict[tuple[str, str | None], dict[datetime, list[Reading]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for r in readings:
         if (
             r.trial == q.trial
@@ -146,21 +190,62 @@ def expected_buckets(readings: Iterable[Reading], q: AggregateQuery) -> list[Buc
             and (q.measurements is None or r.measurement in q.measurements)
         ):
             device = r.device if q.per_device else None
-            groups[(r.measurement, device, bucket_start(r.ts, q.bucket))].append(r.value)
-    return [
-        Bucket(
-            start=start,
-            measurement=measurement,
-            device=device,
-            count=len(values),
-            mean=statistics.fmean(values),
-            min=min(values),
-            max=max(values),
+            groups[(r.measurement, device)][bucket_start(r.ts, q)].append(r)
+    names = [f for f in q.functions if f != "count"] + [f"p{p:g}" for p in q.percentiles]
+    out = []
+    for (measurement, device), by_start in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        for start in grid(q):
+            members = by_start.get(start, [])
+            values = [r.value for r in members if r.value is not None]
+            stats: dict[str, float | None] = dict.fromkeys(names)
+            if values:
+                # Ties in time go to the greatest value, as InfluxDB's FIRST and LAST.
+                first = min(members, key=lambda r: (r.ts, -(r.value or 0.0)))
+                last = max(members, key=lambda r: (r.ts, r.value or 0.0))
+                every = {
+                    "mean": statistics.fmean(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "sum": math.fsum(values),
+                    "first": first.value,
+                    "last": last.value,
+                    **{f"p{p:g}": nearest_rank(values, p) for p in q.percentiles},
+                }
+                stats = {name: every[name] for name in names}
+            out.append(
+                Bucket(start=start, measurement=measurement, device=device, count=len(values), values=stats)
+            )
+    return out
+
+
+def expected_stats(readings: Iterable[Reading], q: StatsQuery) -> list[ReadingStats]:
+    """What `reading_stats` should return for `q`, in plain Python."""
+    groups: dict[tuple[str | None, str | None], list[Reading]] = defaultdict(list)
+    for r in readings:
+        if r.trial == q.trial and q.start <= r.ts < q.end and (q.devices is None or r.device in q.devices):
+            key = (r.device if "device" in q.by else None, r.measurement if "measurement" in q.by else None)
+            groups[key].append(r)
+    out = []
+    for (device, measurement), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or "")
+    ):
+        delays = [us(r.ingest_ts) - us(r.ts) for r in members]
+        out.append(
+            ReadingStats(
+                device=device,
+                measurement=measurement,
+                count=len(members),
+                flagged=sum(1 for r in members if r.quality != Quality.OK),
+                delay_p50_us=int(nearest_rank([float(d) for d in delays], 50)),
+                delay_p95_us=int(nearest_rank([float(d) for d in delays], 95)),
+            )
         )
-        for (measurement, device, start), values in sorted(
-            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])
-        )
-    ]
+    return out
+
+
+def us(ts: datetime) -> int:
+    """Microseconds since the epoch, exactly."""
+    return (ts - EPOCH) // timedelta(microseconds=1)
 
 
 def expected_latest(readings: Iterable[Reading], *, trial: str) -> list[Reading]:

@@ -1,0 +1,170 @@
+"""What every store's `aggregate` shares: the bucket grid, percentile ranks and filling empty buckets.
+
+Fixed-size buckets (1 minute to 1 day and beyond) are aligned in the query's time zone: a bucket
+starts where local time is a whole multiple of its size since local midnight of 1970-01-01, so a
+1-day bucket in Asia/Tokyo starts at 00:00 JST (15:00 UTC). The zone's offset is taken at the
+window's start; for zones with daylight saving time, fixed buckets keep that offset through the
+window (calendar months do not: their bounds are each month's local midnight, computed here).
+
+Percentiles are nearest-rank: of the n values sorted ascending, the one at rank
+max(1, floor(n·p/100 + 0.5)) — what InfluxDB's PERCENTILE() returns (it returns nothing where
+the rank is below 1; the InfluxDB store fills that in with the minimum, rank 1), so both stores
+answer the same. `first` and `last` are the values at the earliest and latest event time; where
+several readings share that time (pooled devices), the greatest value, as InfluxDB's FIRST/LAST.
+
+Stores compute non-empty buckets; `complete` adds the empty ones (count 0, every value null)
+for every series that has a reading in the window, so no store can hide a gap differently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from midika.errors import BadQuery
+from midika.store.base import MONTH, AggregateQuery, Bucket
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_BUCKETS = 1_000_000  # per series: a guard for callers that skip the API's own, tighter limit
+
+Series = tuple[str, str | None]  # measurement, device (None when pooled)
+
+
+def to_us(ts: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly."""
+    delta = ts - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    """The UTC datetime `us` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def percentile_label(p: float) -> str:
+    """The name of percentile `p` among a bucket's values: p50, p99.9."""
+    return f"p{p:g}"
+
+
+def percentile_rank(n: int, p: float) -> int:
+    """The 1-based nearest rank of percentile `p` among `n` values (n ≥ 1)."""
+    return max(1, min(n, math.floor(n * p / 100.0 + 0.5)))
+
+
+def value_names(query: AggregateQuery) -> list[str]:
+    """The keys of each bucket's `values`: the functions, then the percentiles, as asked."""
+    functions = [f for f in dict.fromkeys(query.functions) if f != "count"]  # count is always there
+    return [*functions, *(percentile_label(p) for p in query.percentiles)]
+
+
+def check(query: AggregateQuery) -> None:
+    """Refuse what no store can answer; BadQuery names the part at fault."""
+    for name, ts in (("start", query.start), ("end", query.end)):
+        if ts.utcoffset() is None:
+            raise BadQuery(f"{name} must be a timezone-aware datetime, got {ts.isoformat()}")
+    if query.bucket != MONTH and (not isinstance(query.bucket, timedelta) or query.bucket <= timedelta(0)):
+        raise BadQuery(f"bucket must be a positive duration or {MONTH!r}, got {query.bucket}")
+    if isinstance(query.bucket, timedelta) and query.bucket % timedelta(microseconds=1):
+        raise BadQuery(f"bucket must be a whole number of microseconds, got {query.bucket}")
+    for p in query.percentiles:
+        if not 0 < p <= 100:
+            raise BadQuery(f"percentile must be above 0 and at most 100, got {p}")
+    try:
+        ZoneInfo(query.timezone)
+    except (KeyError, ValueError) as exc:
+        raise BadQuery(f"timezone {query.timezone!r} is not an IANA time zone") from exc
+    if bucket_count(query) > MAX_BUCKETS:
+        raise BadQuery(f"bucket: more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter window")
+
+
+def phase_us(query: AggregateQuery) -> int:
+    """Fixed-size buckets start at `phase_us + k·width`: local midnight-aligned in the query's zone."""
+    assert isinstance(query.bucket, timedelta)
+    width = query.bucket // timedelta(microseconds=1)
+    offset = ZoneInfo(query.timezone).utcoffset(query.start.astimezone(UTC).replace(tzinfo=None))
+    offset_us = 0 if offset is None else offset // timedelta(microseconds=1)
+    return (-offset_us) % width
+
+
+def month_starts(query: AggregateQuery) -> list[datetime]:
+    """UTC starts of the calendar months (in the query's zone) overlapping [start, end), and the end bound."""
+    zone = ZoneInfo(query.timezone)
+    local = query.start.astimezone(zone)
+    year, month = local.year, local.month
+    bounds: list[datetime] = []
+    while True:
+        bound = datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
+        bounds.append(bound)
+        if bound >= query.end:
+            return bounds
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def bucket_count(query: AggregateQuery) -> int:
+    """How many buckets overlap [start, end), without listing them."""
+    if query.start >= query.end:
+        return 0
+    if query.bucket == MONTH:
+        last = query.end - timedelta(microseconds=1)
+        start, end = (ts.astimezone(ZoneInfo(query.timezone)) for ts in (query.start, last))
+        return (end.year - start.year) * 12 + end.month - start.month + 1
+    assert isinstance(query.bucket, timedelta)
+    width = query.bucket // timedelta(microseconds=1)
+    phase = phase_us(query)
+    return (
+        _floor(to_us(query.end) - 1, width, phase) - _floor(to_us(query.start), width, phase)
+    ) // width + 1
+
+
+def bucket_starts(query: AggregateQuery) -> list[datetime]:
+    """The start of every bucket overlapping [start, end), in order (UTC)."""
+    if query.start >= query.end:
+        return []
+    if query.bucket == MONTH:
+        return month_starts(query)[:-1]
+    assert isinstance(query.bucket, timedelta)
+    width = query.bucket // timedelta(microseconds=1)
+    first = _floor(to_us(query.start), width, phase_us(query))
+    return [from_us(first + i * width) for i in range(bucket_count(query))]
+
+
+def floor_us(ts_us: int, query: AggregateQuery) -> int:
+    """The start (µs) of the fixed-size bucket holding `ts_us`."""
+    assert isinstance(query.bucket, timedelta)
+    return _floor(ts_us, query.bucket // timedelta(microseconds=1), phase_us(query))
+
+
+def _floor(ts_us: int, width: int, phase: int) -> int:
+    return ts_us - (ts_us - phase) % width  # Python's % floors, so times before 1970 work too
+
+
+def nearest_rank(values: Sequence[float], p: float) -> float:
+    """Percentile `p` of `values` by nearest rank (see the module docstring)."""
+    ordered = sorted(values)
+    return ordered[percentile_rank(len(ordered), p) - 1]
+
+
+def complete(
+    query: AggregateQuery, found: Iterable[Bucket], *, series: Iterable[Series] = ()
+) -> list[Bucket]:
+    """Every bucket of the grid for each series found (or named in `series`), ordered by
+    (measurement, device, start); a bucket no store row filled has count 0 and null values."""
+    starts = bucket_starts(query)
+    names = value_names(query)
+    by_series: dict[Series, dict[datetime, Bucket]] = {s: {} for s in series}
+    for bucket in found:
+        by_series.setdefault((bucket.measurement, bucket.device), {})[bucket.start] = bucket
+    empty: Mapping[str, float | None] = {name: None for name in names}
+    out: list[Bucket] = []
+    for measurement, device in sorted(by_series, key=lambda s: (s[0], s[1] or "")):
+        filled = by_series[(measurement, device)]
+        for start in starts:
+            stored = filled.get(start)
+            if stored is None or stored.count == 0:
+                stored = Bucket(
+                    start=start, measurement=measurement, device=device, count=0, values=dict(empty)
+                )
+            out.append(stored)
+    return out
