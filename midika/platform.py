@@ -30,7 +30,9 @@ from midika.settings import Settings
 from midika.store.base import Store
 from midika.store.factory import open_store
 from midika.timeutil import utcnow
+from simulators.faults import Fault
 from simulators.runner import SimulationRunner
+from simulators.scenario import demo_scenarios, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ class SimulationPlan:
     seed: int = 1
     speed: float = 1.0
     start: datetime | None = None  # simulated start time; default now
+    # Run each trial's live demo scenario (simulators/scenarios/<trial>-demo.yaml) where there is
+    # one: its seed and faults; speed and start stay the plan's.
+    demos: bool = False
 
 
 @dataclass
@@ -128,10 +133,16 @@ class Platform:
     def _start_simulators(self, plan: SimulationPlan) -> None:
         wanted = plan.trials or tuple(t.id for t in self.registry.trials())
         start = plan.start or utcnow()
+        demos = demo_scenarios() if plan.demos else {}
         for trial_id in wanted:
             trial = self.registry.trial(trial_id)
             if trial is None:
                 raise ConfigError(f"--trial {trial_id!r}: no such trial")
+            seed = plan.seed
+            faults: tuple[Fault, ...] = ()
+            if plan.demos and trial.id in demos:
+                scenario, _ = load_scenario(demos[trial.id], {t.id: t for t in self.registry.trials()})
+                seed, faults = scenario.seed, tuple(scenario.fault_list())
             # Simulated devices get fresh secrets each run; the registry keeps only the hashes.
             device_secrets = {d.id: self.registry.issue_secret(trial.id, d.id) for d in trial.devices}
             runner = SimulationRunner(
@@ -139,10 +150,11 @@ class Platform:
                 # Each simulated device logs in with its own id and secret, like real firmware.
                 broker=BrokerAddress(host=self.broker_address.host, port=self.broker_address.port),
                 secrets=device_secrets,
-                seed=plan.seed,
+                seed=seed,
                 start=start,
                 speed=plan.speed,
                 truth=self.settings.data_dir / f"truth-{trial.id}.ndjson",
+                faults=faults,
             )
             thread = threading.Thread(
                 target=runner.run,

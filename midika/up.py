@@ -16,7 +16,12 @@ from midika.settings import Settings
 
 def up(
     simulate: Annotated[
-        bool, typer.Option("--simulate", help="Run simulated devices of every trial.")
+        bool,
+        typer.Option(
+            "--simulate",
+            help="Run simulated devices of every trial: each trial's live demo scenario "
+            "(simulators/scenarios/<trial>-demo.yaml) where it has one.",
+        ),
     ] = False,
     broker_url: Annotated[
         str | None,
@@ -41,7 +46,9 @@ def up(
         overrides["broker_port"] = broker_port
     settings = Settings.load(**overrides)
     plan = (
-        SimulationPlan(trials=tuple(trial) if trial else None, seed=seed, speed=speed) if simulate else None
+        SimulationPlan(trials=tuple(trial) if trial else None, seed=seed, speed=speed, demos=True)
+        if simulate
+        else None
     )
 
     stop = threading.Event()

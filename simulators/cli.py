@@ -1,4 +1,4 @@
-"""`midika simulate`: run one trial's simulated devices against a broker, until done or Ctrl-C."""
+"""`midika simulate [SCENARIO]`: run one trial's simulated devices against a broker, until done or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -20,6 +21,7 @@ from midika.errors import ConfigError
 from midika.models.trial import Trial
 from midika.settings import Settings
 from midika.timeutil import parse_timestamp, utcnow
+from simulators.faults import Fault
 from simulators.runner import RunSummary, SimulationRunner
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -27,9 +29,17 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def simulate(
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Scenario YAML (see simulators/scenarios/): trial, devices, start, duration, speed, "
+            "faults, seed. Options given as well override it.",
+        ),
+    ] = None,
     trial: Annotated[
-        str, typer.Option("--trial", help="Trial id (a file in MIDIKA_TRIALS_DIR) or a trial YAML file.")
-    ],
+        str | None,
+        typer.Option("--trial", help="Trial id (a file in MIDIKA_TRIALS_DIR) or a trial YAML file."),
+    ] = None,
     broker: Annotated[
         str, typer.Option("--broker", help="Broker URL, mqtt://host:port (or mqtts://).")
     ] = "mqtt://127.0.0.1:1883",
@@ -40,10 +50,15 @@ def simulate(
             help="JSON file mapping device id to secret; omit only for a broker allowing anonymous logins.",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="The same seed sends the same data.")] = 1,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="The same seed sends the same data (default 1).")
+    ] = None,
     speed: Annotated[
-        float, typer.Option("--speed", help="Simulated seconds per real second; inf: as fast as possible.")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--speed", help="Simulated seconds per real second; inf: as fast as possible (default 1)."
+        ),
+    ] = None,
     duration: Annotated[
         str | None,
         typer.Option(
@@ -59,40 +74,126 @@ def simulate(
         ),
     ] = None,
     truth: Annotated[
-        Path | None, typer.Option("--truth", help="Write the ground-truth log (NDJSON) to this file.")
+        Path | None,
+        typer.Option("--truth", help="Write the ground-truth log (NDJSON): messages and injected faults."),
     ] = None,
     device: Annotated[
         list[str] | None, typer.Option("--device", help="Simulate only this device (repeatable).")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Run simulated devices of one trial against an MQTT broker."""
-    spec = load_trial(trial)
-    length = parse_duration(duration) if duration is not None else None
+    """Run simulated devices of one trial against an MQTT broker, from a scenario or options."""
+    plan = _plan(scenario, trial)
+    spec, faults = plan.trial, plan.faults
+    length = parse_duration(duration) if duration is not None else plan.duration
+    rate = speed if speed is not None else plan.speed
     if start is not None:
         begin = parse_start(start, spec)
-    elif length is not None and speed > 1:
+    elif plan.start is not None:
+        begin = plan.start
+    elif length is not None and rate > 1:
         begin = utcnow() - length
     else:
         begin = utcnow()
-    wanted = device or [d.id for d in spec.devices]
+    wanted = device or plan.devices or [d.id for d in spec.devices]
+    bar = None if quiet else ProgressBar(length)
     runner = SimulationRunner(
         trial=spec,
         broker=BrokerAddress.parse(broker, key="--broker"),
         secrets=read_credentials(credentials, wanted),
-        seed=seed,
+        seed=seed if seed is not None else plan.seed,
         start=begin,
-        speed=speed,
+        speed=rate,
         truth=truth,
-        devices=device,
+        devices=wanted,
+        faults=faults,
+        progress=bar.update if bar is not None else None,
     )
-    until = f"for {duration}" if duration else "until Ctrl-C"
+    until = f"for {duration or _human(length)}" if length else "until Ctrl-C"
     typer.echo(
-        f"simulating {spec.id} ({len(wanted)} devices) from {runner.start.isoformat()} at {speed:g}x {until}"
+        f"simulating {spec.id} ({len(wanted)} devices, {len(faults)} faults) from "
+        f"{runner.start.isoformat()} at {rate:g}x {until}"
     )
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), bar or nullcontext():
         summary = runner.run(duration=length, stop=stop)
     typer.echo(describe(summary))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    trial: Trial
+    seed: int = 1
+    speed: float = 1.0
+    start: datetime | None = None
+    duration: timedelta | None = None
+    devices: list[str] | None = None
+    faults: tuple[Fault, ...] = ()
+
+
+def _plan(scenario: Path | None, trial: str | None) -> _Plan:
+    """What the scenario file (or just --trial) asks for."""
+    if scenario is None:
+        if trial is None:
+            raise ConfigError("give a scenario file or --trial")
+        return _Plan(trial=load_trial(trial))
+    from devices.trial_files import read_trial_files
+    from simulators.scenario import load_scenario
+
+    folder = (
+        Path(trial).parent if trial is not None and trial.endswith(".yaml") else Settings.load().trials_dir
+    )
+    trials = {source.trial.id: source.trial for source in read_trial_files(folder)}
+    found, spec = load_scenario(scenario, trials)
+    return _Plan(
+        trial=spec,
+        seed=found.seed,
+        speed=found.speed_factor,
+        start=found.start_time(spec),
+        duration=timedelta(seconds=found.duration) if found.duration is not None else None,
+        devices=found.device_ids(spec),
+        faults=tuple(found.fault_list()),
+    )
+
+
+class ProgressBar:
+    """A rich progress bar: simulated time reached, messages sent and their rate."""
+
+    def __init__(self, duration: timedelta | None) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[sim]}"),
+            TextColumn("{task.fields[messages]} messages, {task.fields[rate]} msg/s"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        total = duration.total_seconds() if duration is not None else None
+        self._task = self._progress.add_task("simulating", total=total, sim="", messages=0, rate="0")
+
+    def update(self, summary: RunSummary) -> None:
+        """Show a runner's progress report."""
+        rate = summary.published / summary.wall_seconds if summary.wall_seconds > 0 else 0.0
+        self._progress.update(
+            self._task,
+            completed=(summary.sim_time - summary.sim_start).total_seconds(),
+            sim=summary.sim_time.strftime("%Y-%m-%d %H:%M"),
+            messages=summary.published,
+            rate=f"{rate:,.0f}",
+        )
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _human(length: timedelta | None) -> str:
+    return "" if length is None else f"{length.total_seconds():g} s"
 
 
 def describe(summary: RunSummary) -> str:
@@ -101,7 +202,7 @@ def describe(summary: RunSummary) -> str:
     lost = f", {summary.unacknowledged} NOT acknowledged" if summary.unacknowledged else ""
     return (
         f"{state}: {summary.published} messages ({summary.readings} readings, {summary.events} events, "
-        f"{summary.status} status) from {summary.devices} devices{lost}; simulated "
+        f"{summary.status} status) from {summary.devices} devices{lost}; {summary.faults} faults; simulated "
         f"{summary.sim_start.isoformat()} .. {summary.sim_time.isoformat()} in {summary.wall_seconds:.1f} s"
     )
 

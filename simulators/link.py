@@ -6,6 +6,8 @@ later asyncio implementation can provide their own factory.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +22,7 @@ from simulators.messages import SimMessage
 
 CONNECT_TIMEOUT_S = 10.0
 KEEPALIVE_S = 30
+DRAIN_BEFORE_DROP_S = 10.0
 
 
 class DeviceLink(Protocol):
@@ -33,6 +36,16 @@ class DeviceLink(Protocol):
 
     def close(self, *, timeout: float) -> int:
         """Wait up to `timeout` s for acknowledgements, then disconnect; returns how many are missing."""
+
+    def drop(self) -> None:
+        """Lose the connection without a DISCONNECT, as a device losing power or signal does."""
+
+    def reconnect(self) -> None:
+        """Connect again after `drop`; raises like the first connect."""
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the connection was dropped and not yet re-established."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +83,7 @@ class PahoLink:
         self._lock = threading.Condition()
         self._published = 0
         self._acknowledged = 0
+        self._dropped = False
 
     @classmethod
     def connect(cls, spec: LinkSpec) -> PahoLink:
@@ -78,10 +92,13 @@ class PahoLink:
         link._open()
         return link
 
-    def _open(self) -> None:
+    def _open(self, *, reconnect: bool = False) -> None:
         broker, device = self.spec.broker, self.spec.client_id
         try:
-            self._client.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
+            if reconnect:
+                self._client.reconnect()
+            else:
+                self._client.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
         except OSError as exc:
             raise BrokerUnavailable(f"device {device}: cannot reach the broker at {broker}: {exc}") from exc
         self._client.loop_start()
@@ -130,8 +147,39 @@ class PahoLink:
         with self._lock:
             return self._published - self._acknowledged
 
+    @property
+    def dropped(self) -> bool:
+        """Whether the connection was dropped and not yet re-established."""
+        return self._dropped
+
+    def drop(self) -> None:
+        """Close the socket without DISCONNECT, after what is in flight was acknowledged.
+
+        The broker then publishes the last will: the platform sees the device go offline.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: self._acknowledged >= self._published, timeout=DRAIN_BEFORE_DROP_S)
+        sock = self._client.socket()
+        self._client.loop_stop()  # stop paho first, or it would reconnect on its own
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):  # already gone
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._dropped = True
+
+    def reconnect(self) -> None:
+        """A fresh connection (the will set again), as the device's firmware makes after a drop."""
+        self._connected.clear()
+        self._refused = None
+        with self._lock:
+            self._published = self._acknowledged  # nothing is in flight: drop waited for it
+        self._dropped = False
+        self._open(reconnect=True)
+
     def close(self, *, timeout: float) -> int:
         """Wait for outstanding acknowledgements, then disconnect cleanly (the will is not sent)."""
+        if self._dropped:
+            return 0  # offline already; the broker published the will
         with self._lock:
             self._lock.wait_for(lambda: self._acknowledged >= self._published, timeout=timeout)
             missing = self._published - self._acknowledged

@@ -19,6 +19,7 @@ from midika.errors import ConfigError
 from midika.models.trial import Trial
 from simulators.devices import KIND_ORDER, DeviceModel, Observation, model_for
 from simulators.environment import Environment
+from simulators.faults import DeviceFaults, Fault, Record
 
 TOPIC_ROOT = "midika/v1"
 QOS = 1
@@ -31,7 +32,7 @@ class SimMessage:
     """One MQTT message a simulated device publishes at simulated time `time`."""
 
     device: str
-    kind: str  # up, evt or status: the last topic level
+    kind: str  # up, evt or status: the last topic level; fault and ctl are not published (see faults)
     topic: str
     payload: bytes
     qos: int
@@ -56,7 +57,7 @@ def rfc3339_ms(ms: int) -> str:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def encode(body: dict[str, Any]) -> bytes:
+def encode(body: dict[str, Any] | list[Any]) -> bytes:
     """Compact JSON; NaN and infinities are a bug here, so they raise."""
     return _ENCODER.encode(body).encode("utf-8")
 
@@ -73,7 +74,13 @@ class Simulation:
     """A trial's devices from `start` on, advanced one chunk at a time."""
 
     def __init__(
-        self, trial: Trial, *, seed: int, start: datetime, devices: Sequence[str] | None = None
+        self,
+        trial: Trial,
+        *,
+        seed: int,
+        start: datetime,
+        devices: Sequence[str] | None = None,
+        faults: Sequence[Fault] = (),
     ) -> None:
         if start.tzinfo is None:
             raise ConfigError(f"simulation start {start.isoformat()} needs a time zone (e.g. UTC)")
@@ -96,6 +103,17 @@ class Simulation:
                     cls(trial=trial, device=device, env=self.env, seed=seed, start_ms=self.start_ms)
                 )
         self._declared = [frozenset(e.type for e in m.profile.events) for m in self.models]
+        self._faults = [
+            DeviceFaults(
+                list(faults),
+                device=m.device.id,
+                profile=m.profile,
+                seed=seed,
+                start_ms=self.start_ms,
+                zone=trial.zone,
+            )
+            for m in self.models
+        ]
         self._seq = dict.fromkeys(wanted, 0)
         self._chunk_ms = int(CHUNK.total_seconds() * 1000)
 
@@ -117,24 +135,42 @@ class Simulation:
                     if obs.kind != "evt" or obs.body["type"] in declared:
                         batch.append((obs.time_ms, rank, KIND_ORDER[obs.kind], order, obs))
             batch.sort(key=lambda item: item[:4])
-            sent = [self._message(self.models[rank].device.id, obs) for _, rank, _, _, obs in batch]
+            records: list[list[Record]] = [[] for _ in self.models]
+            for _, rank, _, _, obs in batch:  # seq counts what the device made, lost or not
+                records[rank].append(self._record(self.models[rank].device.id, obs))
+            merged: list[tuple[int, int, int, Record]] = []
+            for rank, faults in enumerate(self._faults):
+                chunk = faults.apply(records[rank], t0, t1) if faults else records[rank]
+                merged.extend((r.time_ms, rank, order, r) for order, r in enumerate(chunk))
+            merged.sort(key=lambda item: item[:3])
+            sent = [self._message(self.models[rank].device.id, r) for _, rank, _, r in merged]
             yield datetime.fromtimestamp(t1 / 1000, UTC), sent
             t0 = t1
 
-    def _message(self, device: str, obs: Observation) -> SimMessage:
-        body: dict[str, Any] = {"ts": rfc3339_ms(obs.device_ts_ms)}
+    def _record(self, device: str, obs: Observation) -> Record:
+        body: dict[str, Any] = {}
         if obs.kind != "status":
             body["seq"] = self._seq[device]
             self._seq[device] += 1
         body.update(obs.body)
-        when = datetime.fromtimestamp(obs.time_ms / 1000, UTC)
-        retain = obs.kind == "status"
-        values = obs.body.get("values")
-        count = len(values) if obs.kind == "up" and isinstance(values, dict) else 0
-        payload = encode(body)
-        return SimMessage(
-            device, obs.kind, topic(self.trial.id, device, obs.kind), payload, QOS, retain, when, count
-        )
+        return Record(obs.time_ms, obs.kind, obs.device_ts_ms, body)
+
+    def _message(self, device: str, record: Record) -> SimMessage:
+        when = datetime.fromtimestamp(record.time_ms / 1000, UTC)
+        kind = record.kind
+        if kind in ("fault", "ctl"):  # for the ground-truth log and the runner, never published
+            return SimMessage(device, kind, "", encode(record.body), 0, False, when)
+        if record.batch is not None:
+            items = [_wire(r) for r in record.batch]
+            payload = encode(items)
+            count = sum(len(i.get("values", ())) for i in items) if kind == "up" else 0
+        else:
+            body = _wire(record)
+            payload = encode(body)
+            values = body.get("values")
+            count = len(values) if kind == "up" and isinstance(values, dict) else 0
+        retain = kind == "status"
+        return SimMessage(device, kind, topic(self.trial.id, device, kind), payload, QOS, retain, when, count)
 
     def messages(self, end: datetime | None = None) -> Iterator[SimMessage]:
         """The messages sent before `end` (None: forever), in send order."""
@@ -154,9 +190,20 @@ def messages(
     end: datetime | None = None,
     *,
     devices: Sequence[str] | None = None,
+    faults: Sequence[Fault] = (),
 ) -> Iterator[SimMessage]:
-    """Every message the trial's devices send from `start` until `end` (exclusive; None: forever)."""
-    return Simulation(trial, seed=seed, start=start, devices=devices).messages(end)
+    """Every message the trial's devices send from `start` until `end` (exclusive; None: forever).
+
+    With `faults`, the stream also holds `fault` and `ctl` records (topic ""), which are not
+    published: the ground-truth log keeps them, the runner acts on `ctl`.
+    """
+    return Simulation(trial, seed=seed, start=start, devices=devices, faults=faults).messages(end)
+
+
+def _wire(record: Record) -> dict[str, Any]:
+    body: dict[str, Any] = {} if record.ts_ms is None else {"ts": rfc3339_ms(record.ts_ms)}
+    body.update(record.body)
+    return body
 
 
 def _ms(at: datetime) -> int:

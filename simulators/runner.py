@@ -24,6 +24,7 @@ from midika.broker_address import BrokerAddress
 from midika.errors import ConfigError
 from midika.models.trial import Trial
 from midika.timeutil import utcnow
+from simulators.faults import Fault
 from simulators.link import DeviceLink, LinkSpec, PahoLink
 from simulators.messages import OFFLINE_WILL, SimMessage, Simulation, offline_status, topic
 from simulators.truth import TruthLog
@@ -48,6 +49,7 @@ class RunSummary:
     readings: int = 0  # values inside the /up messages
     events: int = 0
     status: int = 0
+    faults: int = 0  # fault records written to the ground truth (injected faults, not messages)
     unacknowledged: int = 0  # published but never acknowledged by the broker (lost on exit)
     sim_start: datetime
     sim_time: datetime  # simulated time reached
@@ -72,12 +74,13 @@ class SimulationRunner:
         allow_future: bool = False,
         progress: Callable[[RunSummary], None] | None = None,
         connect: LinkFactory = PahoLink.connect,
+        faults: Sequence[Fault] = (),
     ) -> None:
         if math.isnan(speed) or speed <= 0:
             raise ConfigError(f"speed must be a positive number or inf, got {speed}")
         # Validates start and the device selection without any I/O; each run starts a fresh one.
         self._make: Callable[[], Simulation] = functools.partial(
-            Simulation, trial, seed=seed, start=start, devices=devices
+            Simulation, trial, seed=seed, start=start, devices=devices, faults=tuple(faults)
         )
         self._first = self._make()
         self.device_ids = [m.device.id for m in self._first.models]
@@ -123,7 +126,8 @@ class SimulationRunner:
             tally.interrupted = not completed
             at = self._sim_now(tally.wall0, end if completed else None, tally.sim_time)
             for device in self.device_ids:  # a clean shutdown says so, rather than leave "online" retained
-                self._send(offline_status(self.trial.id, device, at), links, tally, truth)
+                if not links[device].dropped:  # a dropped device is offline already (its will)
+                    self._send(offline_status(self.trial.id, device, at), links, tally, truth)
         finally:
             unacknowledged = sum(link.close(timeout=DRAIN_TIMEOUT_S) for link in links.values())
             if truth is not None:
@@ -167,7 +171,14 @@ class SimulationRunner:
     def _send(
         message: SimMessage, links: Mapping[str, DeviceLink], tally: _Tally, truth: TruthLog | None
     ) -> None:
-        links[message.device].publish(message)
+        link = links[message.device]
+        if message.kind == "ctl":  # a fault cuts the connection: the broker publishes the last will
+            if not link.dropped:
+                link.drop()
+        elif message.kind != "fault":  # fault records are for the ground truth only
+            if link.dropped:
+                link.reconnect()
+            link.publish(message)
         if truth is not None:
             truth.write(message)
         tally.add(message)
@@ -223,11 +234,14 @@ class _Tally:
 
     def __init__(self, trial: str, devices: int, start: datetime) -> None:
         self.trial, self.devices, self.sim_start, self.sim_time = trial, devices, start, start
-        self.published = self.readings = self.events = self.status = 0
+        self.published = self.readings = self.events = self.status = self.faults = 0
         self.interrupted = False
         self.wall0 = time.monotonic()
 
     def add(self, message: SimMessage) -> None:
+        if message.kind in ("fault", "ctl"):
+            self.faults += message.kind == "fault"
+            return
         self.published += 1
         self.readings += message.readings
         self.events += message.kind == "evt"
@@ -242,6 +256,7 @@ class _Tally:
             readings=self.readings,
             events=self.events,
             status=self.status,
+            faults=self.faults,
             unacknowledged=unacknowledged,
             sim_start=self.sim_start,
             sim_time=self.sim_time,

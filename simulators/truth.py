@@ -2,6 +2,9 @@
 
 Tests and evaluations compare what was stored against what was sent, so each line carries the
 topic, the payload, and for readings each value expanded as (device, measurement, ts, value).
+Injected faults are lines of kind `fault` (what, since when, which measurements), and link actions
+(an unclean disconnect: the broker then publishes the device's last will) lines of kind `ctl`;
+neither was published, so both have an empty topic.
 Payloads are kept as JSON when they are JSON objects whose compact encoding is the exact bytes
 sent (all the simulators produce today), otherwise as base64, so the bytes can always be rebuilt.
 """
@@ -90,16 +93,22 @@ def record(message: SimMessage) -> dict[str, Any]:
         "qos": message.qos,
         "retain": message.retain,
     }
-    body = _json_object(message.payload)
+    body = _json(message.payload)
     if body is not None and encode(body) == message.payload:
         line["payload"] = body
     else:
         line["payload_b64"] = base64.b64encode(message.payload).decode("ascii")
-    if message.kind == "up" and body is not None and isinstance(body.get("values"), dict):
-        line["readings"] = [
-            {"device": message.device, "measurement": name, "ts": body.get("ts"), "value": value}
-            for name, value in body["values"].items()
+    # A store-and-forward batch is an array of reading objects, each with its own ts.
+    items = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
+    if message.kind == "up":
+        readings = [
+            {"device": message.device, "measurement": name, "ts": item.get("ts"), "value": value}
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("values"), dict)
+            for name, value in item["values"].items()
         ]
+        if readings:
+            line["readings"] = readings
     return line
 
 
@@ -139,9 +148,9 @@ def _ts(raw: object) -> datetime | None:
     return None if raw is None else parse_timestamp(raw)
 
 
-def _json_object(payload: bytes) -> dict[str, Any] | None:
+def _json(payload: bytes) -> dict[str, Any] | list[Any] | None:
     try:
         body = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
         return None
-    return body if isinstance(body, dict) else None
+    return body if isinstance(body, dict | list) else None
