@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from api.auth import authorize, document_roles
 from api.deps import Services, TrialSource, reject_unknown_parameters
 from api.errors import install_error_handlers
-from api.routes import devices, events, health, kpis, readings, trials
+from api.routes import devices, events, export, health, kpis, readings, trials
 from midika import __version__
 from midika.keys import KeyRing
 from midika.settings import Settings
@@ -29,7 +29,15 @@ are paged: follow `next` until it is null. Every route but /health needs an API 
 """
 
 # Every router the API serves, in one place; the order is the order of the docs.
-ROUTERS = (health.router, trials.router, devices.router, kpis.router, readings.router, events.router)
+ROUTERS = (
+    health.router,
+    trials.router,
+    devices.router,
+    kpis.router,
+    readings.router,
+    events.router,
+    export.router,
+)
 
 
 def create_app(

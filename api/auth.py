@@ -29,6 +29,7 @@ ROUTE_ROLES: dict[str, Role | None] = {
     "/readings/latest": Role.VIEWER,
     "/readings": Role.EVALUATOR,
     "/events": Role.EVALUATOR,
+    "/export": Role.EVALUATOR,
 }
 
 SECURITY_SCHEME = "apiKey"

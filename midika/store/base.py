@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Literal, Protocol, TypeVar
 
+import pyarrow as pa
+
 from midika.models.records import (
     DeviceState,
     Event,
@@ -26,6 +28,20 @@ from midika.models.records import (
 )
 
 T = TypeVar("T")
+
+# The columns of `Store.reading_table`: what exports stream, without a Python object per reading.
+READING_SCHEMA = pa.schema(
+    [
+        ("device", pa.string()),
+        ("measurement", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("value", pa.float64()),
+        ("text", pa.string()),
+        ("ingest_ts", pa.timestamp("us", tz="UTC")),
+        ("seq", pa.int64()),
+        ("quality", pa.uint8()),
+    ]
+)
 
 AggregateFn = Literal["mean", "min", "max", "count", "sum", "first", "last"]
 AGGREGATE_FNS: tuple[AggregateFn, ...] = ("mean", "min", "max", "count", "sum", "first", "last")
@@ -45,6 +61,14 @@ class Page(Generic[T]):
     """One page of results; `next_cursor` is None on the last page."""
 
     items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TablePage:
+    """One page of readings as columns (READING_SCHEMA); `next_cursor` is None on the last page."""
+
+    table: pa.Table
     next_cursor: str | None
 
 
@@ -188,6 +212,10 @@ class Store(Protocol):
 
     def query_readings(self, query: ReadingQuery) -> Page[Reading]:
         """Raw readings matching `query`, one page at a time."""
+        ...
+
+    def reading_table(self, query: ReadingQuery) -> TablePage:
+        """The same page as `query_readings`, as an Arrow table of READING_SCHEMA; the same cursors."""
         ...
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:

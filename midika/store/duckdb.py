@@ -61,6 +61,7 @@ from midika.models.records import (
 from midika.store import buckets
 from midika.store.base import (
     MONTH,
+    READING_SCHEMA,
     AggregateQuery,
     Bucket,
     EventCount,
@@ -70,6 +71,7 @@ from midika.store.base import (
     ReadingQuery,
     ReadingStats,
     StatsQuery,
+    TablePage,
     WriteResult,
 )
 from midika.store.buckets import from_us, to_us
@@ -254,29 +256,33 @@ class DuckDBStore:
 
     def query_readings(self, query: ReadingQuery) -> Page[Reading]:
         """Raw readings matching `query`, one page at a time."""
-        where = _Where("trial = ?", query.trial)
-        where.any_of("device", query.devices)
-        where.any_of("measurement", query.measurements)
-        where.time_range("ts", query.start, query.end)
-        if query.quality == Quality.OK:
-            where.add("quality = 0")
-        elif query.quality is not None:
-            where.add("(quality & ?) = ?", int(query.quality), int(query.quality))
-        if query.cursor is not None:
-            ts, device, measurement = _decode_cursor("r", query.cursor)
-            where.add("ts >= ?", ts)  # lets zone maps skip earlier row groups
-            where.add("(ts, device, measurement) > (?, ?, ?)", ts, device, measurement)
-        rows = self._page_rows(
-            f"SELECT device, measurement, ts, value, text, ingest_ts, seq, quality FROM readings"
-            f" WHERE {where.sql} ORDER BY ts, device, measurement",
-            where.params,
-            query.limit,
-        )
+        sql, params = _readings_sql(query)
+        rows = self._page_rows(sql, params, query.limit)
         items = [_reading(query.trial, row) for row in rows[: query.limit]]
         cursor = None
         if len(rows) > query.limit:
             cursor = _encode_cursor("r", items[-1].ts, items[-1].device, items[-1].measurement)
         return Page(items=items, next_cursor=cursor)
+
+    def reading_table(self, query: ReadingQuery) -> TablePage:
+        """The same page as `query_readings`, as an Arrow table; exports read through this."""
+        _check_limit(query.limit)
+        sql, params = _readings_sql(query)
+        with self._cursor() as cur:
+            fetched = cur.sql(f"{sql} LIMIT ?", params=[*params, query.limit + 1]).to_arrow_table()
+        if fetched is None:
+            raise StoreError("DuckDB returned no result for a SELECT")
+        table: pa.Table = fetched
+        cursor = None
+        if table.num_rows > query.limit:
+            table = table.slice(0, query.limit)
+            last = table.slice(query.limit - 1, 1).to_pylist()[0]
+            cursor = _encode_cursor("r", last["ts"].replace(tzinfo=UTC), last["device"], last["measurement"])
+        columns = [
+            table[name].cast(field.type) if name in ("ts", "ingest_ts") else table[name]
+            for name, field in zip(READING_SCHEMA.names, READING_SCHEMA, strict=True)
+        ]
+        return TablePage(pa.Table.from_arrays(columns, schema=READING_SCHEMA), cursor)
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:
         """Every bucket of each series with data, ordered by (measurement, device, start)."""
@@ -559,6 +565,27 @@ class _Where:
             self.add(f"{column} >= ?", _naive_utc(start, "start"))
         if end is not None:
             self.add(f"{column} < ?", _naive_utc(end, "end"))
+
+
+def _readings_sql(query: ReadingQuery) -> tuple[str, list[Any]]:
+    """The ordered SELECT of a page of readings (without its LIMIT), and its parameters."""
+    where = _Where("trial = ?", query.trial)
+    where.any_of("device", query.devices)
+    where.any_of("measurement", query.measurements)
+    where.time_range("ts", query.start, query.end)
+    if query.quality == Quality.OK:
+        where.add("quality = 0")
+    elif query.quality is not None:
+        where.add("(quality & ?) = ?", int(query.quality), int(query.quality))
+    if query.cursor is not None:
+        ts, device, measurement = _decode_cursor("r", query.cursor)
+        where.add("ts >= ?", ts)  # lets zone maps skip earlier row groups
+        where.add("(ts, device, measurement) > (?, ?, ?)", ts, device, measurement)
+    sql = (
+        f"SELECT device, measurement, ts, value, text, ingest_ts, seq, quality FROM readings"
+        f" WHERE {where.sql} ORDER BY ts, device, measurement"
+    )
+    return sql, where.params
 
 
 def _stats_where(query: StatsQuery) -> _Where:

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+
 from midika.errors import ConfigError, StoreError
 from midika.models.records import DeviceState, Event, QuarantineRecord, Reading, StatusReport
 from midika.store import buckets
@@ -26,6 +28,7 @@ from midika.store import influx_query as q
 from midika.store import influx_schema as schema
 from midika.store.base import (
     MONTH,
+    READING_SCHEMA,
     AggregateQuery,
     Bucket,
     EventCount,
@@ -35,6 +38,7 @@ from midika.store.base import (
     ReadingQuery,
     ReadingStats,
     StatsQuery,
+    TablePage,
     WriteResult,
 )
 from midika.store.influx_http import InfluxHttp
@@ -203,6 +207,25 @@ class InfluxStore:
             cursor=query.cursor,
         )
         return Page(items=[schema.reading_from_row(r, trial=query.trial) for r in rows], next_cursor=cursor)
+
+    def reading_table(self, query: ReadingQuery) -> TablePage:
+        """The same page as `query_readings`, as an Arrow table."""
+        page = self.query_readings(query)
+        items = page.items
+        table = pa.Table.from_pydict(
+            {
+                "device": [r.device for r in items],
+                "measurement": [r.measurement for r in items],
+                "ts": [r.ts for r in items],
+                "value": [r.value for r in items],
+                "text": [r.text for r in items],
+                "ingest_ts": [r.ingest_ts for r in items],
+                "seq": [r.seq for r in items],
+                "quality": [int(r.quality) for r in items],
+            },
+            schema=READING_SCHEMA,
+        )
+        return TablePage(table, page.next_cursor)
 
     def query_events(self, query: EventQuery) -> Page[Event]:
         """Events matching `query`, one page at a time."""

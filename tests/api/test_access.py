@@ -104,7 +104,9 @@ def _expected(route: str, caller: Caller, trial: Trial) -> int:
         return 401
     if not caller.key.role.allows(needed):
         return 403
-    names_a_trial = "{trial}" in route or route.endswith(("/readings", "/events", "/aggregate", "/latest"))
+    names_a_trial = "{trial}" in route or route.endswith(
+        ("/readings", "/events", "/aggregate", "/latest", "/export")
+    )
     if names_a_trial and not caller.key.sees(trial):
         return 403
     return 200

@@ -31,6 +31,7 @@ from midika.store.base import (
     ReadingQuery,
     ReadingStats,
     StatsQuery,
+    TablePage,
     WriteResult,
 )
 from tests.api.conftest import BASE_URL, StaticTrials, admin_headers
@@ -52,6 +53,7 @@ VALID: dict[str, str | None] = {
     "percentile": "99.9",
     "quality": "ok",
     "limit": "10",
+    "format": "csv",
     "cursor": None,  # there is no valid cursor without a previous page
 }
 
@@ -70,6 +72,7 @@ BAD: dict[str, tuple[str, int]] = {
     "percentile": ("0", 400),
     "quality": ("dubious", 400),
     "limit": ("0", 400),
+    "format": ("xlsx", 400),
     "cursor": ("not-a-cursor", 400),
 }
 
@@ -203,6 +206,9 @@ class BrokenStore:
         raise self.error
 
     def query_readings(self, query: ReadingQuery) -> Page[Reading]:
+        raise self.error
+
+    def reading_table(self, query: ReadingQuery) -> TablePage:
         raise self.error
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:

@@ -27,6 +27,7 @@ from midika.models.records import (
 from midika.store.base import (
     AGGREGATE_FNS,
     MONTH,
+    READING_SCHEMA,
     AggregateQuery,
     Bucket,
     EventCount,
@@ -321,6 +322,33 @@ class StoreContract:
         assert all(counts[r] == 1 for r in base), "every reading stored before paging is visited once"
         assert all(counts[r] == 1 for r in ahead), "readings written ahead of the cursor are visited"
         assert not any(r in counts for r in behind), "readings written behind the cursor are not"
+
+    @pytest.mark.parametrize("limit", [97, 100_000])
+    def test_reading_tables_page_like_readings(self, store: Store, limit: int) -> None:
+        readings = write_sample(store)
+        query = ReadingQuery(trial=TRIAL, quality=Quality.OK, end=at(5000), limit=limit)
+        got: list[Reading] = []
+        cursor: str | None = None
+        for _ in range(1000):
+            page = store.reading_table(dataclasses.replace(query, cursor=cursor))
+            assert page.table.schema == READING_SCHEMA
+            assert page.table.num_rows <= limit
+            got += [
+                Reading(trial=TRIAL, **{**row, "quality": Quality(row["quality"])})
+                for row in page.table.to_pylist()
+            ]
+            if page.next_cursor is None:
+                break
+            assert page.table.num_rows == limit
+            # The cursors are those of query_readings: either method continues the other's listing.
+            assert (
+                page.next_cursor
+                == store.query_readings(dataclasses.replace(query, cursor=cursor)).next_cursor
+            )
+            cursor = page.next_cursor
+
+        assert got == expected_readings(readings, query)
+        assert all(is_utc(r.ts) and is_utc(r.ingest_ts) for r in got)
 
     @pytest.mark.parametrize("cursor", ["not a cursor", "%%%", "AAAA", "e30", "W10"])
     def test_a_bad_cursor_is_a_bad_query(self, store: Store, cursor: str) -> None:
