@@ -113,7 +113,11 @@ class DeviceFaults:
         self, faults: list[Fault], *, device: str, profile: DeviceProfile, seed: int, start_ms: int, zone: Any
     ) -> None:
         self.device = device
-        self.faults = [f for f in faults if f.applies_to(device)]
+        # Faults act in the order a device would suffer them: the sensor reads wrong, the clock
+        # stamps it, the link loses or holds it, and only what is sent can be resent (a retry
+        # repeats the bytes of the first try, faults included).
+        mine = [f for f in faults if f.applies_to(device)]
+        self.faults = sorted(mine, key=lambda f: _STAGE.get(f.kind, 2))
         self.numeric = {m.name: m for m in profile.measurements if m.type in (ValueType.FLOAT, ValueType.INT)}
         self.seed = seed
         self.start_ms = start_ms
@@ -191,7 +195,7 @@ class DeviceFaults:
             elif f.kind is FaultKind.UNIT_MIXUP:
                 new = value * f.scale + f.offset
             else:  # spikes
-                rng = self.rng(i, "spike", r.time_ms, name)
+                rng = self.rng(i, "spike", r.ts_ms, name)
                 if rng.random() >= f.rate:
                     continue
                 span = (m.range[1] - m.range[0]) if m.range else abs(value) + 1.0
@@ -205,7 +209,7 @@ class DeviceFaults:
         hit = []
         for name in r.body["values"]:
             wanted = name in self.numeric and (f.measurements is None or name in f.measurements)
-            if wanted and self.rng(i, "spike", r.time_ms, name).random() < f.rate:
+            if wanted and self.rng(i, "spike", r.ts_ms, name).random() < f.rate:
                 hit.append(name)
         return [self._fault_record(i, r.time_ms, {"measurements": hit, "ts": _iso(r.ts_ms)})] if hit else []
 
@@ -241,8 +245,13 @@ class DeviceFaults:
         if f.kind is FaultKind.NIGHTLY_OUTAGE:
             return self._night(f, r.time_ms) and inside
         if f.kind in (FaultKind.OUTAGE, FaultKind.BATTERY_DEATH) and inside:
-            if f.kind is FaultKind.OUTAGE and f.store_forward and r.kind in ("up", "evt"):
-                self._states[i].buffer.append(r)
+            buffer = self._states[i].buffer
+            # A retry of a record already held is not held twice (one batch must not repeat a reading).
+            held = f.kind is FaultKind.OUTAGE and any(
+                b.ts_ms == r.ts_ms and b.body == r.body for b in buffer[-3:]
+            )
+            if f.kind is FaultKind.OUTAGE and f.store_forward and r.kind in ("up", "evt") and not held:
+                buffer.append(r)
             return True
         return False
 
@@ -379,6 +388,12 @@ def _online(when_ms: int, ts_ms: int | None) -> Record:
     return Record(when_ms, "status", ts_ms, {"online": True})
 
 
+_STAGE = {
+    **dict.fromkeys(VALUE_FAULTS, 0),
+    FaultKind.CLOCK_SKEW: 1,
+    FaultKind.RTC_RESET: 1,
+    FaultKind.DUPLICATES: 3,
+}
 _OCCURRENCE_LOGGED = {FaultKind.SPIKES, FaultKind.DUPLICATES, FaultKind.DROPOUTS, FaultKind.RECONNECT_STORM}
 _ORDER = {"fault": 0, "ctl": 1, "status": 2, "up": 3, "evt": 4}
 
