@@ -1,14 +1,19 @@
-"""`midika devices ...`: list trials and devices, issue and revoke device credentials, check trial files."""
+"""`midika devices ...`: list trials and devices, issue and revoke credentials, check trial files, export.
+
+`export-mosquitto` writes the registry out as mosquitto's password and ACL files.
+"""
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from devices.contract import Kind, Topic
+from devices.mosquitto import ACL_FILE, PASSWORD_FILE, export, ingest_login
 from devices.registry import Registry
 from midika.errors import ConfigError
 from midika.settings import Settings
@@ -124,6 +129,65 @@ def validate_command() -> None:
         raise typer.Exit(1) from exc
     devices = sum(len(t.devices) for t in registry.trials())
     typer.echo(f"ok: {len(registry.trials())} trials, {devices} devices in {settings.trials_dir}")
+
+
+@app.command("export-mosquitto")
+def export_mosquitto_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="folder for `passwd` and `acl`, e.g. what mosquitto mounts as /mosquitto/config"
+        ),
+    ],
+    ingest_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ingest-password-file",
+            help="file holding the ingest account's password; default: MIDIKA_INGEST_PASSWORD",
+            show_default=False,
+        ),
+    ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            "--owner",
+            metavar="UID:GID",
+            help="give both files to this user, e.g. 1883:1883 (mosquitto in the eclipse-mosquitto image)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write mosquitto's password file and ACL: every device with credentials, and the ingest account."""
+    settings = Settings.load()
+    login = ingest_login(settings, password_file=ingest_password_file)
+    files = export(
+        Registry.from_settings(settings),
+        out=out,
+        ingest=login,
+        iterations=settings.credential_iterations,
+        owner=_owner(owner),
+    )
+    typer.echo(
+        f"wrote {out / PASSWORD_FILE} and {out / ACL_FILE}: "
+        f"{login.username} and {len(files.devices)} device(s) with credentials"
+    )
+    if files.without_credentials:
+        typer.secho(
+            f"{len(files.without_credentials)} devices have no credentials and cannot log in: "
+            + ", ".join(files.without_credentials),
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    typer.echo("send a running mosquitto SIGHUP to load them; it disconnects logins no longer valid")
+
+
+def _owner(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    uid, sep, gid = text.partition(":")
+    if not (sep and uid.isdigit() and gid.isdigit()):
+        raise typer.BadParameter(f"{text!r} is not UID:GID, e.g. 1883:1883", param_hint="--owner")
+    return int(uid), int(gid)
 
 
 def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
