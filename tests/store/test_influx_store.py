@@ -87,7 +87,13 @@ def test_series_are_bounded_by_devices_and_measurements_not_by_values(
         "quarantine,reason=unknown_trial",
     }
     fields = dict((name, kind) for name, kind in show(server, 'SHOW FIELD KEYS FROM "readings"', database))
-    assert fields == {"value": "float", "quality": "integer", "seq": "integer", "ingest_ts": "integer"}
+    assert fields == {
+        "value": "float",
+        "quality": "integer",
+        "seq": "integer",
+        "ingest_ts": "integer",
+        "delay_us": "integer",  # ingest_ts - time: what latency percentiles are computed over
+    }
     assert len(store.query_quarantine(QuarantineQuery(trial="evil-7"))) == 1
 
 
