@@ -57,7 +57,11 @@ class GrafanaApiClient:
     """`Grafana` on grafana-client, authenticated with a service-account token."""
 
     def __init__(self, *, url: str, token: str, timeout_s: float = 10) -> None:
-        from grafana_client.api import GrafanaApi
+        try:
+            from grafana_client.api import GrafanaApi
+        except ImportError as exc:
+            missing = "dashboards push needs grafana-client: pip install 'midika[grafana]'"
+            raise DashboardError(missing) from exc
 
         self._api = GrafanaApi.from_url(url, credential=token, timeout=timeout_s)
 
