@@ -252,6 +252,10 @@ class Store(Protocol):
         """Quarantined messages matching `query`, newest first, with their store ids."""
         ...
 
+    def delete_quarantine(self, ids: Sequence[int]) -> int:
+        """Remove quarantined messages (once re-ingested or replaced); how many of `ids` were found."""
+        ...
+
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
         ...

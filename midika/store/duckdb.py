@@ -486,6 +486,16 @@ class DuckDBStore:
             for ident, topic, payload, reason, detail, received_ts, trial, device, payload_size in rows
         ]
 
+    def delete_quarantine(self, ids: Sequence[int]) -> int:
+        """Remove quarantined messages by id; how many of `ids` were found."""
+        if not ids:
+            return 0
+        where = _Where()
+        where.any_of("id", list(ids))
+        with self._writing() as cur:
+            deleted = cur.execute(f"DELETE FROM quarantine WHERE {where.sql} RETURNING id", where.params)
+            return len(deleted.fetchall())
+
     def close(self) -> None:
         """Wait for calls in flight, then release the file; later calls raise StoreError."""
         with self._calls:

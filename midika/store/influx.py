@@ -469,6 +469,26 @@ class InfluxStore:
         records.sort(key=lambda r: (r.received_ts, r.id or 0), reverse=True)
         return records
 
+    def delete_quarantine(self, ids: Sequence[int]) -> int:
+        """Remove quarantined messages by id; how many of `ids` were found."""
+        self._check_open()
+        if not ids:
+            return 0
+        where = q.any_int("id", ids)
+        with self._quarantine_lock:
+            [rows] = self._http.query(
+                [f'SELECT "id", "reason" FROM {q.ident(schema.QUARANTINE)} WHERE {where}'], epoch="ns"
+            )
+            # A point is its series (the reason tag) and its time, which embeds the id: delete exactly it.
+            self._http.query(
+                [
+                    f"DELETE FROM {q.ident(schema.QUARANTINE)} WHERE "
+                    f'"reason" = {q.literal(str(row["reason"]))} AND time = {int(row["time"])}'
+                    for row in rows
+                ]
+            )
+        return len(rows)
+
     def close(self) -> None:
         """Release the HTTP connections; the store is unusable afterwards."""
         if not self._closed:

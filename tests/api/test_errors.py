@@ -228,6 +228,9 @@ class BrokenStore:
     def query_quarantine(self, query: QuarantineQuery) -> list[QuarantineRecord]:
         raise self.error
 
+    def delete_quarantine(self, ids: Sequence[int]) -> int:
+        raise self.error
+
     def reading_stats(self, query: StatsQuery) -> list[ReadingStats]:
         raise self.error
 

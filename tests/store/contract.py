@@ -723,6 +723,28 @@ class StoreContract:
             == expect([q for q in records if q.trial == OTHER_TRIAL and q.reason == reasons[1]])[:2]
         )
 
+    def test_delete_quarantine_removes_exactly_the_given_ids(self, store: Store) -> None:
+        # Two records in the same microsecond and the same reason: only the id tells them apart.
+        records = [
+            quarantined(QuarantineReason.UNKNOWN_DEVICE, received=at(5), payload=b"a"),
+            quarantined(QuarantineReason.UNKNOWN_DEVICE, received=at(5), payload=b"b"),
+            quarantined(QuarantineReason.UNPARSEABLE, received=at(6), payload=b"c"),
+        ]
+        store.write_quarantine(records)
+        by_payload = {q.payload: q.id for q in store.query_quarantine(QuarantineQuery())}
+        assert by_payload.keys() == {b"a", b"b", b"c"}
+        missing = max(i for i in by_payload.values() if i is not None) + 100
+
+        assert store.delete_quarantine([]) == 0
+        assert store.delete_quarantine([by_payload[b"a"], by_payload[b"c"], missing]) == 2  # type: ignore[list-item]
+        assert [q.payload for q in store.query_quarantine(QuarantineQuery())] == [b"b"]
+        assert store.delete_quarantine([by_payload[b"a"]]) == 0  # type: ignore[list-item]
+
+        store.write_quarantine([quarantined(QuarantineReason.BAD_TOPIC, received=at(7), payload=b"d")])
+        left = store.query_quarantine(QuarantineQuery())
+        assert [q.payload for q in left] == [b"d", b"b"]
+        assert len({q.id for q in left}) == 2
+
     # -- threads --------------------------------------------------------------------------------
 
     def test_concurrent_readers_and_a_writer(self, store: Store) -> None:
