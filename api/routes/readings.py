@@ -6,7 +6,7 @@ import itertools
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from api.deps import QueryTrial, StoreDep
@@ -31,10 +31,10 @@ from api.params import (
     next_url,
     none_if_empty,
 )
+from api.rendering import aggregate_body
 from api.schemas import (
     AggregateFunction,
     AggregateResult,
-    BucketPublic,
     LatestReadings,
     QualityFlag,
     ReadingPage,
@@ -109,7 +109,10 @@ PercentileParam = Annotated[
 ]
 
 
-@router.get("/aggregate", summary="Time-bucketed aggregates, every bucket reported")
+# The body is written by api.rendering, not built as models (see there why); the model documents it.
+@router.get(
+    "/aggregate", summary="Time-bucketed aggregates, every bucket reported", response_model=AggregateResult
+)
 def aggregate_readings(
     store: StoreDep,
     trial: QueryTrial,
@@ -124,7 +127,7 @@ def aggregate_readings(
     per_device: Annotated[bool, Query(description="one series per device; false pools devices")] = True,
     fn: FunctionParam = None,
     percentile: PercentileParam = None,
-) -> AggregateResult:
+) -> Response:
     """Buckets aligned in the trial's time zone (a 1-day bucket in Asia/Tokyo starts at 00:00 JST).
 
     Every bucket of [start, end) is listed for every selected device and numeric measurement;
@@ -152,23 +155,15 @@ def aggregate_readings(
     found = buckets.complete(query, store.aggregate(query), series=series)
     names = buckets.value_names(query)
     ends = _bucket_ends(query, [b.start for b in found])
-    return AggregateResult(
+    body = aggregate_body(
         bucket="month" if bucket == MONTH else _bucket_name(bucket),
         bucket_seconds=None if bucket == MONTH else int(bucket.total_seconds()),
         timezone=trial.timezone,
         functions=names,
-        items=[
-            BucketPublic(
-                start=b.start,
-                end=ends[b.start],
-                device=b.device,
-                measurement=b.measurement,
-                count=b.count,
-                values=dict(b.values),
-            )
-            for b in found
-        ],
+        items=found,
+        ends=ends,
     )
+    return Response(content=body, media_type="application/json")
 
 
 def _bucket_name(size: timedelta) -> str:
