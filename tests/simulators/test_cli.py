@@ -108,3 +108,30 @@ def test_backfill_from_the_command_line(tmp_path: Path) -> None:
     assert {t.device for t in truth} == {"goto-feeder-01", "goto-cage01-wq-05m"}
     assert sum(t.kind == "evt" for t in truth) >= 4  # feedings
     assert sorted(r.payload for r in received) == sorted(t.payload for t in truth)
+
+
+@pytest.mark.servers
+def test_a_scenario_file_runs_with_progress_and_logs_its_faults(tmp_path: Path) -> None:
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text(
+        "trial: kahoku-grape\nseed: 3\nstart: '2026-08-01T06:00:00+09:00'\nduration: 6h\nspeed: max\n"
+        "devices: [kahoku-field-a, kahoku-worklog-a]\n"
+        "faults:\n  - {kind: outage, devices: [kahoku-field-a], at: 1h, for: 2h, batch: 4}\n"
+        "  - {kind: duplicates, rate: 0.1}\n",
+        encoding="utf-8",
+    )
+    with mosquitto(tmp_path) as port:
+        args = [
+            str(scenario),
+            "--trial", str(REPO / "trials" / "kahoku-grape.yaml"),
+            "--broker", f"mqtt://127.0.0.1:{port}",
+            "--truth", str(tmp_path / "truth.ndjson"),
+        ]  # fmt: skip
+        result = CliRunner().invoke(app(), args)
+    assert result.exit_code == 0, result.output
+    assert "2 devices, 2 faults" in result.output and "done:" in result.output
+    truth = list(read_truth(tmp_path / "truth.ndjson"))
+    assert {t.device for t in truth} == {"kahoku-field-a", "kahoku-worklog-a"}
+    faults = [json.loads(t.payload)["fault"] for t in truth if t.kind == "fault"]
+    assert "outage" in faults
+    assert any(t.payload.startswith(b"[") for t in truth if t.kind == "up")  # the late batches
