@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from api.auth import authorize, document_roles
 from api.deps import Services, TrialSource, reject_unknown_parameters
 from api.errors import install_error_handlers
-from api.routes import devices, events, export, health, kpis, readings, trials
+from api.routes import admin, devices, events, export, health, kpis, readings, trials
 from midika import __version__
 from midika.keys import KeyRing
 from midika.settings import Settings
@@ -37,6 +37,7 @@ ROUTERS = (
     readings.router,
     events.router,
     export.router,
+    admin.router,
 )
 
 

@@ -30,6 +30,8 @@ ROUTE_ROLES: dict[str, Role | None] = {
     "/readings": Role.EVALUATOR,
     "/events": Role.EVALUATOR,
     "/export": Role.EVALUATOR,
+    "/admin/quarantine": Role.ADMIN,  # raw payloads of any trial, registered or not
+    "/admin/quarantine/reingest": Role.ADMIN,
 }
 
 SECURITY_SCHEME = "apiKey"

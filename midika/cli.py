@@ -17,6 +17,7 @@ def _mount() -> None:
     from devices.cli import app as devices_app
     from midika.export_cli import export
     from midika.keys_cli import app as keys_app
+    from midika.quarantine_cli import app as quarantine_app
     from midika.serve import serve_api
     from midika.up import up
     from simulators.cli import simulate
@@ -24,6 +25,7 @@ def _mount() -> None:
     app.add_typer(devices_app, name="devices", help="Trials, devices and their credentials.")
     app.add_typer(dashboards_app, name="dashboards", help="Grafana dashboards built from the trial files.")
     app.add_typer(keys_app, name="keys", help="API keys: create, list, revoke.")
+    app.add_typer(quarantine_app, name="quarantine", help="Quarantined messages: list, re-ingest.")
     app.command("export", help="Download a trial's readings from the API (CSV, NDJSON, Parquet).")(export)
     app.command("up", help="Run broker, ingest, API (and simulators) in one process.")(up)
     app.command("serve-api", help="Run only the HTTP API (production: beside `python -m ingest`).")(serve_api)

@@ -55,6 +55,8 @@ VALID: dict[str, str | None] = {
     "limit": "10",
     "format": "csv",
     "cursor": None,  # there is no valid cursor without a previous page
+    "reason": "unknown_device",
+    "id": "999999",  # no such quarantine id: re-ingesting it reports not_found
 }
 
 # A bad value for each parameter, and the status it must get.
@@ -74,6 +76,8 @@ BAD: dict[str, tuple[str, int]] = {
     "limit": ("0", 400),
     "format": ("xlsx", 400),
     "cursor": ("not-a-cursor", 400),
+    "reason": ("no_such_reason", 400),
+    "id": ("x", 400),
 }
 
 
