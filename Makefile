@@ -25,8 +25,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Each benchmark prints JSON next to a baseline measured in the same run; see README "Benchmarks".
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ingest_pipeline
+	$(BIN)/python -m bench.influx_write
+	$(BIN)/python -m bench.simulate
+	$(BIN)/python -m bench.query --readings 2000000
 
 clean:
 	rm -rf $(VENV) .midika .pytest_cache .mypy_cache .ruff_cache
