@@ -7,11 +7,13 @@ them in, and tests build as many apps as they like, each over its own store.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from api.auth import authorize, document_roles
 from api.deps import Services, TrialSource, reject_unknown_parameters
 from api.errors import install_error_handlers
-from api.routes import admin, devices, events, export, health, kpis, readings, trials
+from api.routes import admin, devices, events, export, health, kpis, metrics, readings, trials
+from ingest.metrics import metrics_registry
 from midika import __version__
 from midika.keys import KeyRing
 from midika.settings import Settings
@@ -38,15 +40,22 @@ ROUTERS = (
     events.router,
     export.router,
     admin.router,
+    metrics.router,
 )
 
 
 def create_app(
-    *, store: Store, trials: TrialSource, settings: Settings, keys: KeyRing | None = None
+    *,
+    store: Store,
+    trials: TrialSource,
+    settings: Settings,
+    keys: KeyRing | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     """An API app serving `trials` from `store`; the caller owns (and closes) the store.
 
-    `keys` defaults to the key file of `settings.data_dir`.
+    `keys` defaults to the key file of `settings.data_dir`; `metrics` (what /metrics serves) to
+    midika's build info alone: `midika up` passes one with its ingest's metrics.
     """
     app = FastAPI(
         title="midika",
@@ -59,6 +68,7 @@ def create_app(
     ring = keys or KeyRing(path=settings.api_keys_file)
     app.state.services = Services(store=store, trials=trials, settings=settings, keys=ring)
     app.state.keys = ring
+    app.state.metrics = metrics if metrics is not None else metrics_registry()
     app.state.api_prefix = API_PREFIX
     install_error_handlers(app)
     # authorize runs first, so a request without a valid key learns nothing from parameter errors.

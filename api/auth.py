@@ -32,6 +32,7 @@ ROUTE_ROLES: dict[str, Role | None] = {
     "/export": Role.EVALUATOR,
     "/admin/quarantine": Role.ADMIN,  # raw payloads of any trial, registered or not
     "/admin/quarantine/reingest": Role.ADMIN,
+    "/metrics": Role.VIEWER,  # Prometheus sends a viewer key: see api/routes/metrics.py
 }
 
 SECURITY_SCHEME = "apiKey"

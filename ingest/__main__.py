@@ -13,7 +13,10 @@ import sys
 import threading
 from types import FrameType
 
+from prometheus_client import start_http_server
+
 from devices.registry import Registry
+from ingest.metrics import metrics_registry
 from ingest.worker import IngestWorker
 from midika.broker_address import BrokerAddress
 from midika.errors import ConfigError, MidikaError
@@ -51,11 +54,18 @@ def run(settings: Settings, stop: threading.Event) -> None:
         worker = IngestWorker(store=store, trials=registry, broker=broker, settings=settings)
         worker.start(timeout=30.0)
         log.info("ingesting from %s into the %s store", broker, settings.store)
+        server = None
+        if settings.metrics_port is not None:
+            metrics = metrics_registry(lambda: worker.stats)
+            server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics)
+            log.info("metrics at http://%s:%d/metrics", settings.metrics_host, server.server_port)
         try:
             while not stop.wait(STATS_EVERY_S):
                 log.info("%s", worker.stats)
         finally:
             worker.stop()
+            if server is not None:
+                server.shutdown()
             log.info("stopped: %s", worker.stats)
     finally:
         store.close()

@@ -10,6 +10,7 @@ a batch will be collected, to be sent once it is written).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import queue
 import threading
@@ -34,6 +35,23 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# Upper bounds (seconds) of the write-latency histogram: a DuckDB batch takes milliseconds, an
+# InfluxDB one over a network tens of them, a retried write seconds.
+LATENCY_BOUNDS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """A histogram of store write durations: `counts[i]` writes took at most LATENCY_BOUNDS_S[i]."""
+
+    counts: tuple[int, ...] = (0,) * len(
+        LATENCY_BOUNDS_S
+    )  # not cumulative; the last bound's excess in `over`
+    over: int = 0
+    total: int = 0
+    sum_s: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class IngestStats:
     """Counters since start; each one that can show loss is meant to be exported as a metric."""
@@ -48,6 +66,7 @@ class IngestStats:
     quarantined: Mapping[QuarantineReason, int] = field(default_factory=dict)
     lost: int = 0  # records the store refused for good; each is also logged as an error
     connected: bool = False
+    write_latency: Latency = field(default_factory=Latency)  # successful store writes, retries included
 
     @property
     def quarantined_total(self) -> int:
@@ -91,6 +110,8 @@ class BatchWriter:
         self._done = 0
         self._counts: Counter[str] = Counter()
         self._quarantined: Counter[QuarantineReason] = Counter()
+        self._latency = [0] * (len(LATENCY_BOUNDS_S) + 1)
+        self._latency_sum = 0.0
         self._abandon = threading.Event()  # set when stop() gives up on a store that keeps failing
         self._thread = threading.Thread(target=self._run, name="midika-ingest-writer", daemon=True)
 
@@ -138,6 +159,12 @@ class BatchWriter:
                 quarantined=dict(self._quarantined),
                 lost=self._counts["lost"],
                 connected=connected,
+                write_latency=Latency(
+                    counts=tuple(self._latency[:-1]),
+                    over=self._latency[-1],
+                    total=sum(self._latency),
+                    sum_s=self._latency_sum,
+                ),
             )
 
     def _run(self) -> None:
@@ -191,9 +218,10 @@ class BatchWriter:
     ) -> tuple[bool, R | None]:
         """Write, retrying while the store is unavailable; (False, None) and `lost` counted if it refuses."""
         delay = _RETRY_DELAY_S[0]
+        began = time.monotonic()
         while True:
             try:
-                return True, write(records)
+                result = write(records)
             except StoreError as exc:
                 if exc.retryable and not self._abandon.is_set():
                     log.warning(
@@ -205,6 +233,14 @@ class BatchWriter:
                 error: Exception = exc
             except Exception as exc:  # a store bug: keep the writer alive, count and log the loss
                 error = exc
+            else:
+                self._observe(time.monotonic() - began)
+                return True, result
             log.error("the store refused %d %s; they are lost: %r", len(records), what, error)
             counts["lost"] += len(records)
             return False, None
+
+    def _observe(self, seconds: float) -> None:
+        with self._lock:
+            self._latency[bisect.bisect_left(LATENCY_BOUNDS_S, seconds)] += 1
+            self._latency_sum += seconds

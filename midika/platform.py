@@ -22,6 +22,7 @@ from api.app import create_app
 from devices.broker import BrokerThread
 from devices.broker_plugins import Role, ServiceAccount
 from devices.registry import Registry
+from ingest.metrics import metrics_registry
 from ingest.worker import IngestWorker
 from midika.broker_address import BrokerAddress
 from midika.errors import ConfigError, MidikaError
@@ -113,7 +114,11 @@ class Platform:
 
     def _start_api(self) -> None:
         keys = KeyRing(path=self.settings.api_keys_file)
-        app = create_app(store=self.store, trials=self.registry, settings=self.settings, keys=keys)
+        # /metrics of the API includes the ingest's: both run in this process.
+        metrics = metrics_registry(lambda: self.worker.stats)
+        app = create_app(
+            store=self.store, trials=self.registry, settings=self.settings, keys=keys, metrics=metrics
+        )
         port = self.settings.api_port or _free_port(self.settings.api_host)
         config = uvicorn.Config(
             app, host=self.settings.api_host, port=port, log_level="warning", access_log=False

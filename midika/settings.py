@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(5000, ge=1, le=1_000_000, description="readings per store write")
     ingest_flush_interval_s: float = Field(0.2, gt=0, le=60, description="max seconds a reading waits")
 
+    metrics_host: str = Field("127.0.0.1", description="listen address of `python -m ingest`'s /metrics")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="port of `python -m ingest`'s /metrics; unset: not served"
+    )
+
     future_tolerance_s: float = Field(
         300.0, ge=0, description="device timestamps further ahead than this are quarantined"
     )

@@ -254,8 +254,8 @@ def _client(app: FastAPI, settings: Settings) -> AsyncClient:
 def _store_backed_requests(app: FastAPI) -> list[tuple[str, str, dict[str, str]]]:
     requests = []
     for route_path, method, parameters in _operations(app):
-        if route_path.endswith(("/trials", "/trials/{trial}")):
-            continue  # served from the trial registry alone
+        if route_path.endswith(("/trials", "/trials/{trial}", "/metrics")):
+            continue  # served from the trial registry (or the process's counters) alone
         path, query = _request(route_path, parameters, {})
         requests.append((method, path, query))
     return requests
