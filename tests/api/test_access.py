@@ -1,4 +1,4 @@
-"""Every route × role × trial gets 401, 403 or 200 as `api.auth.ROUTE_ROLES` and the key's grants say.
+"""Every route and method × role × trial gets 401, 403 or 200 as ROUTE_ROLES and the grants say.
 
 The trials are every shipped trial file plus the two test trials (beta holds personal data), so a
 trial file added to trials/ is walked too. Routes and their parameters come from the app itself.
@@ -75,9 +75,9 @@ def _callers(ring: KeyRing, trial: Trial, other: Trial) -> list[Caller]:
     ]
 
 
-def _request(app: FastAPI, path: str, trial: Trial) -> tuple[str, dict[str, str]]:
+def _request(app: FastAPI, path: str, trial: Trial, method: str = "GET") -> tuple[str, dict[str, str]]:
     """A request to `path` that is valid for any trial: only required parameters and the trial."""
-    operation = app.openapi()["paths"][path]["get"]
+    operation = app.openapi()["paths"][path][method.lower()]
     query: dict[str, str] = {}
     url = path
     for param in operation.get("parameters", []):
@@ -123,15 +123,15 @@ async def test_every_route_role_and_trial(
     access_app: tuple[FastAPI, KeyRing], every_trial: list[Trial]
 ) -> None:
     app, ring = access_app
-    routes = [path for path, method in api_routes(app) if method == "GET"]
+    routes = api_routes(app)
     seen: dict[int, int] = {}
     async with AsyncClient(transport=ASGITransport(app=app), base_url=BASE_URL) as client:
         for n, trial in enumerate(every_trial):
             other = every_trial[(n + 1) % len(every_trial)]
             for caller in _callers(ring, trial, other):
-                for route in routes:
-                    url, query = _request(app, route, trial)
-                    response = await client.get(url, params=query, headers=caller.headers)
+                for route, method in routes:
+                    url, query = _request(app, route, trial, method)
+                    response = await client.request(method, url, params=query, headers=caller.headers)
                     want = _expected(route, caller, trial)
                     assert response.status_code == want, (trial.id, caller.label, url, response.text)
                     seen[want] = seen.get(want, 0) + 1
