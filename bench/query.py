@@ -8,7 +8,11 @@ Builds `--readings` readings (default 25 million: 100 devices × 2 measurements,
   on the same DuckDB connection — the API's overhead is the ratio;
 - `trial_30d_1d`: a 30-day daily aggregate of every device, likewise;
 - `export_csv`: a 30-day CSV export of the whole trial through the API, in a fresh process so its
-  peak RSS is the export's, next to DuckDB's own `COPY ... TO` CSV of the same rows.
+  peak RSS is the export's, next to DuckDB's own `COPY ... TO` CSV of the same rows. The peak is
+  the process's own VmHWM: `ru_maxrss` of a child started by `subprocess` (vfork, then exec) starts
+  at the parent's peak on Linux, which after the build is a gigabyte the export never touched.
+
+The store runs with `--memory-limit` (MIDIKA_DUCKDB_MEMORY_LIMIT in production), default 256MB.
 
 Prints one JSON document. Run: `.venv/bin/python -m bench.query [--readings N] [--runs N]`.
 Targets (issue 6): device_7d_1h p95 < 50 ms; API/direct < 1.5; CSV > 500,000 rows/s; RSS < 300 MB.
@@ -19,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import duckdb
 from httpx import ASGITransport, AsyncClient
@@ -158,9 +162,19 @@ async def _timed(call: Callable[[], Awaitable[None]], runs: int) -> list[float]:
     return samples
 
 
-async def measure_queries(path: Path, readings: int, runs: int, data_dir: Path) -> dict[str, Any]:
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (Linux: VmHWM), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status: the export's peak RSS needs Linux")
+
+
+async def measure_queries(
+    path: Path, readings: int, runs: int, data_dir: Path, memory_limit: str
+) -> dict[str, Any]:
     """p50/p95 of the two aggregates through the API and directly on DuckDB."""
-    store = DuckDBStore(path=path)
+    store = DuckDBStore(path=path, memory_limit=memory_limit)
     settings = Settings.load(data_dir=data_dir)
     keys = KeyRing(path=settings.api_keys_file)
     key = keys.create(role=Role.VIEWER, trials=[TRIAL], name="bench").secret
@@ -231,9 +245,9 @@ async def _measure_case(
     }
 
 
-async def export_once(path: Path, readings: int, data_dir: Path) -> dict[str, Any]:
+async def export_once(path: Path, readings: int, data_dir: Path, memory_limit: str) -> dict[str, Any]:
     """A 30-day CSV export of the whole trial through the API; run in a fresh process."""
-    store = DuckDBStore(path=path)
+    store = DuckDBStore(path=path, memory_limit=memory_limit)
     settings = Settings.load(data_dir=data_dir)
     keys = KeyRing(path=settings.api_keys_file)
     key = keys.create(role=Role.EVALUATOR, trials=[TRIAL], name="bench export").secret
@@ -242,21 +256,19 @@ async def export_once(path: Path, readings: int, data_dir: Path) -> dict[str, An
     )
     start, end = Q2
     params = {"trial": TRIAL, "start": "2025-06-01T00:00:00Z", "end": "2025-07-01T00:00:00Z", "format": "csv"}
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    transport = ASGITransport(app=app)
+    rss_before = peak_rss_mb()
     size = lines = 0
+
+    def count(chunk: bytes) -> None:
+        nonlocal size, lines
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+
     began = time.perf_counter()
-    async with (
-        AsyncClient(
-            transport=transport, base_url="http://bench", headers={"Authorization": f"Bearer {key}"}
-        ) as client,
-        client.stream("GET", "/api/v1/export", params=params) as response,
-    ):
-        assert response.status_code == 200
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            lines += chunk.count(b"\n")
+    status = await _asgi_get(app, "/api/v1/export", params, key=key, body=count)
+    assert status == 200, status
     seconds = time.perf_counter() - began
+    rss_peak = peak_rss_mb()  # before DuckDB's own COPY below, which is not the export's
     cur = store._con.cursor()
     rows = cur.execute(
         "SELECT count(*) FROM readings WHERE trial = ? AND ts >= ? AND ts < ?",
@@ -277,10 +289,57 @@ async def export_once(path: Path, readings: int, data_dir: Path) -> dict[str, An
         "bytes": size,
         "seconds": round(seconds, 3),
         "readings_per_s": round(readings_out / seconds),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rss_before_export_mb": round(rss_before / 1024, 1),
+        "peak_rss_mb": rss_peak,
+        "rss_before_export_mb": rss_before,
         "baseline_duckdb_copy_readings_per_s": round(readings_out / copy_seconds),
     }
+
+
+async def _asgi_get(
+    app: Any, path: str, params: dict[str, str], *, key: str, body: Callable[[bytes], None]
+) -> int:
+    """GET `path` from the ASGI `app`, handing each body chunk to `body` as it is sent; the status.
+
+    httpx's ASGITransport collects the whole body before it returns (90 MB here), which would count
+    the client's memory as the export's; this keeps nothing.
+    """
+    done = asyncio.Event()
+    status = 0
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": urlencode(params).encode(),
+        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("bench", 80),
+    }
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()  # the response listens for a disconnect while it streams
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body(message.get("body", b""))
+            if not message.get("more_body", False):
+                done.set()
+
+    await app(scope, receive, send)
+    return status
 
 
 def main() -> None:
@@ -289,16 +348,23 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=25_000_000, help="readings in the year (default 25M)")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per query")
     parser.add_argument("--dir", type=Path, default=None, help="where to build (default a temporary folder)")
+    parser.add_argument("--memory-limit", default="256MB", help="DuckDB memory_limit of the store")
     parser.add_argument("--export-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_only is not None:
         path: Path = args.export_only
-        print(json.dumps(asyncio.run(export_once(path, args.readings, path.parent / "export-data"))))
+        print(
+            json.dumps(
+                asyncio.run(export_once(path, args.readings, path.parent / "export-data", args.memory_limit))
+            )
+        )
         return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "bench.duckdb"
         build_s = build(path, args.readings)
-        queries = asyncio.run(measure_queries(path, args.readings, args.runs, Path(tmp) / "data"))
+        queries = asyncio.run(
+            measure_queries(path, args.readings, args.runs, Path(tmp) / "data", args.memory_limit)
+        )
         exported = subprocess.run(
             [
                 sys.executable,
@@ -306,6 +372,8 @@ def main() -> None:
                 "bench.query",
                 "--readings",
                 str(args.readings),
+                "--memory-limit",
+                args.memory_limit,
                 "--export-only",
                 str(path),
             ],
@@ -320,6 +388,7 @@ def main() -> None:
             "build_s": round(build_s, 1),
             "db_mb": round(path.stat().st_size / 2**20),
             "runs": args.runs,
+            "duckdb_memory_limit": args.memory_limit,
             "queries": queries,
             "export_csv_30d": export,
             "targets": {

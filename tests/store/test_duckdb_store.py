@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterator
@@ -170,3 +171,41 @@ def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
 def test_an_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open"):
         DuckDBStore(path=tmp_path / "missing-folder" / "store.duckdb")
+
+
+def test_the_memory_limit_is_duckdbs(tmp_path: Path) -> None:
+    limited = DuckDBStore(path=tmp_path / "limited.duckdb", memory_limit="64MB")
+    try:
+        with limited._cursor() as cur:
+            row = cur.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert row is not None and row[0] in ("64.0 MB", "61.0 MiB")
+        assert limited.write_readings([reading(ts=at(1))]) == WriteResult(1, 0)
+    finally:
+        limited.close()
+    with pytest.raises(StoreError):
+        DuckDBStore(path=tmp_path / "bad.duckdb", memory_limit="a lot")
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 1000])
+def test_reading_tables_page_through_gaps_and_bursts(store: DuckDBStore, limit: int) -> None:
+    # Pages are read from growing time windows: a burst inside the first window, a gap of a year,
+    # readings sharing one instant, and one near the end of the range must all come out once, in order.
+    times = (
+        [at(0.5 * i) for i in range(120)] + [at(365 * 86400)] * 1 + [at(400 * 86400 + i) for i in range(30)]
+    )
+    readings = [reading(ts=t) for t in times]
+    readings += [reading(device=f"d-{i:02d}", ts=at(500 * 86400)) for i in range(40)]
+    readings.append(reading(ts=at(999 * 86400)))
+    assert store.write_readings(readings).written == len(readings)
+    query = ReadingQuery(trial=TRIAL, start=at(0), end=at(1000 * 86400), limit=limit)
+    keys: list[tuple[object, ...]] = []
+    cursor = None
+    while True:
+        page = store.reading_table(dataclasses.replace(query, cursor=cursor))
+        keys += list(zip(page.table["ts"].to_pylist(), page.table["device"].to_pylist(), strict=True))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert keys == sorted((r.ts, r.device) for r in readings)
+    unbounded = ReadingQuery(trial=TRIAL, start=None, end=None, limit=limit)
+    assert store.reading_table(unbounded).table.num_rows == min(limit, len(readings))
