@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     trials_dir: Path = Field(Path("trials"), description="folder of trial YAML files")
     store: Literal["duckdb", "influxdb"] = Field("duckdb", description="which store adapter to use")
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/midika.duckdb")
+    duckdb_memory_limit: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="most memory DuckDB may take, e.g. 256MB (beyond it, it spills to disk); "
+        "unset is DuckDB's default, 80% of RAM",
+    )
 
     influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (1.8+, 2.x, 3.x)")
     influx_token: SecretStr | None = Field(None, description="InfluxDB API token (2.x, 3.x)")

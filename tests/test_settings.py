@@ -30,3 +30,10 @@ def test_unknown_store_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
 def test_duckdb_file_defaults_into_data_dir() -> None:
     settings = Settings.load(data_dir="/srv/midika")
     assert str(settings.duckdb_file) == "/srv/midika/midika.duckdb"
+
+
+def test_duckdb_memory_limit_must_be_a_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load(duckdb_memory_limit="256MB").duckdb_memory_limit == "256MB"
+    monkeypatch.setenv("MIDIKA_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ConfigError, match="MIDIKA_DUCKDB_MEMORY_LIMIT"):
+        Settings.load()

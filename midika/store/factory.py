@@ -20,7 +20,7 @@ def open_store(settings: Settings) -> Store:
             raise ConfigError(
                 f"MIDIKA_DUCKDB_PATH / MIDIKA_DATA_DIR: cannot create {path.parent}: {exc}"
             ) from exc
-        return DuckDBStore(path=path)
+        return DuckDBStore(path=path, memory_limit=settings.duckdb_memory_limit)
     if settings.store == "influxdb":
         from midika.store.influx import InfluxStore
 
