@@ -328,19 +328,11 @@ class DuckDBStore:
         # DuckDB took to compute them).
         starts: dict[int, datetime] = {}
         found = []
-        for measurement, dev, bucket_us, count, *values in rows:
-            start = starts.get(bucket_us)
+        for row in rows:  # (measurement, dev, bucket_us, count, *values); positional is faster
+            start = starts.get(row[2])
             if start is None:
-                start = starts[bucket_us] = from_us(bucket_us)
-            found.append(
-                Bucket(
-                    start=start,
-                    measurement=measurement,
-                    device=dev,
-                    count=count,
-                    values=dict(zip(names, values, strict=True)),
-                )
-            )
+                start = starts[row[2]] = from_us(row[2])
+            found.append(Bucket(start, row[0], row[1], row[3], dict(zip(names, row[4:], strict=True))))
         return buckets.complete(query, found)
 
     def latest(
