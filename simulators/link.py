@@ -60,16 +60,17 @@ class LinkSpec:
     will_payload: bytes
 
 
-class PahoLink:
-    """A device connection on a paho client with its own network thread."""
+class AckedClient:
+    """A device's paho client and the count of its publishes the broker has not yet acknowledged.
+
+    Shared by `PahoLink` (a network thread per device) and `pool.PooledLink` (one thread for all):
+    they differ only in who runs the client's network I/O.
+    """
 
     def __init__(self, spec: LinkSpec) -> None:
         self.spec = spec
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=spec.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+            CallbackAPIVersion.VERSION2, client_id=spec.client_id, protocol=mqtt.MQTTv311, clean_session=True
         )
         client.username_pw_set(spec.username, spec.password)
         client.will_set(spec.will_topic, spec.will_payload, qos=1, retain=True)
@@ -84,37 +85,6 @@ class PahoLink:
         self._published = 0
         self._acknowledged = 0
         self._dropped = False
-
-    @classmethod
-    def connect(cls, spec: LinkSpec) -> PahoLink:
-        """Connect and wait for the broker's answer; raises DeviceRefused or BrokerUnavailable."""
-        link = cls(spec)
-        link._open()
-        return link
-
-    def _open(self, *, reconnect: bool = False) -> None:
-        broker, device = self.spec.broker, self.spec.client_id
-        try:
-            if reconnect:
-                self._client.reconnect()
-            else:
-                self._client.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
-        except OSError as exc:
-            raise BrokerUnavailable(f"device {device}: cannot reach the broker at {broker}: {exc}") from exc
-        self._client.loop_start()
-        answered = self._connected.wait(CONNECT_TIMEOUT_S)
-        if answered and self._refused is None:
-            return
-        self._client.loop_stop()
-        self._client.disconnect()
-        if not answered:
-            raise BrokerUnavailable(
-                f"device {device}: no answer from the broker at {broker} in {CONNECT_TIMEOUT_S:g} s"
-            )
-        raise DeviceRefused(
-            f"the broker at {broker} refused device {device} (user {self.spec.username!r}): {self._refused}; "
-            "check the device's secret in the credentials file and that the broker knows the device"
-        )
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
@@ -151,6 +121,41 @@ class PahoLink:
     def dropped(self) -> bool:
         """Whether the connection was dropped and not yet re-established."""
         return self._dropped
+
+
+class PahoLink(AckedClient):
+    """A device connection on a paho client with its own network thread."""
+
+    @classmethod
+    def connect(cls, spec: LinkSpec) -> PahoLink:
+        """Connect and wait for the broker's answer; raises DeviceRefused or BrokerUnavailable."""
+        link = cls(spec)
+        link._open()
+        return link
+
+    def _open(self, *, reconnect: bool = False) -> None:
+        broker, device = self.spec.broker, self.spec.client_id
+        try:
+            if reconnect:
+                self._client.reconnect()
+            else:
+                self._client.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
+        except OSError as exc:
+            raise BrokerUnavailable(f"device {device}: cannot reach the broker at {broker}: {exc}") from exc
+        self._client.loop_start()
+        answered = self._connected.wait(CONNECT_TIMEOUT_S)
+        if answered and self._refused is None:
+            return
+        self._client.loop_stop()
+        self._client.disconnect()
+        if not answered:
+            raise BrokerUnavailable(
+                f"device {device}: no answer from the broker at {broker} in {CONNECT_TIMEOUT_S:g} s"
+            )
+        raise DeviceRefused(
+            f"the broker at {broker} refused device {device} (user {self.spec.username!r}): {self._refused}; "
+            "check the device's secret in the credentials file and that the broker knows the device"
+        )
 
     def drop(self) -> None:
         """Close the socket without DISCONNECT, after what is in flight was acknowledged.

@@ -19,12 +19,9 @@ from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.reasoncodes import ReasonCode
 
 from simulators.errors import BrokerUnavailable, DeviceRefused
-from simulators.link import CONNECT_TIMEOUT_S, DRAIN_BEFORE_DROP_S, KEEPALIVE_S, LinkSpec
-from simulators.messages import SimMessage
+from simulators.link import CONNECT_TIMEOUT_S, DRAIN_BEFORE_DROP_S, KEEPALIVE_S, AckedClient, LinkSpec
 
 log = logging.getLogger(__name__)
 
@@ -117,32 +114,17 @@ class LinkPool:
                         log.exception("link pool: keepalive of %s failed", client)
 
 
-class PooledLink:
+class PooledLink(AckedClient):
     """A device connection whose network I/O runs on a `LinkPool`."""
 
     def __init__(self, spec: LinkSpec, pool: LinkPool) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self._pool = pool
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=spec.client_id, protocol=mqtt.MQTTv311, clean_session=True
-        )
-        client.username_pw_set(spec.username, spec.password)
-        client.will_set(spec.will_topic, spec.will_payload, qos=1, retain=True)
-        if spec.broker.tls:
-            client.tls_set()
-        client.on_connect = self._on_connect
-        client.on_publish = self._on_publish
+        client = self._client
         client.on_socket_open = lambda c, u, sock: pool.change("open", sock, c)
         client.on_socket_close = lambda c, u, sock: pool.change("close", sock)
         client.on_socket_register_write = lambda c, u, sock: pool.change("write", sock)
         client.on_socket_unregister_write = lambda c, u, sock: pool.change("read", sock)
-        self._client = client
-        self._connected = threading.Event()
-        self._refused: str | None = None
-        self._lock = threading.Condition()
-        self._published = 0
-        self._acknowledged = 0
-        self._dropped = False
 
     def open(self, *, again: bool = False) -> None:
         """Connect and wait for CONNACK."""
@@ -167,42 +149,6 @@ class PooledLink:
                 f"{self._refused}; check the device's secret in the credentials file and that the "
                 "broker knows the device"
             )
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
-    ) -> None:
-        if reason.is_failure:
-            self._refused = str(reason)
-        self._connected.set()
-
-    def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
-    ) -> None:
-        with self._lock:
-            self._acknowledged += 1
-            self._lock.notify_all()
-
-    def publish(self, message: SimMessage) -> None:
-        """Queue the message; the pool's thread sends it, resent after a reconnect until acknowledged."""
-        with self._lock:
-            self._published += 1
-        info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            with self._lock:
-                self._published -= 1
-            raise BrokerUnavailable(
-                f"device {self.spec.client_id}: publish failed: {mqtt.error_string(info.rc)}"
-            )
-
-    def unacknowledged(self) -> int:
-        """Messages published and not yet acknowledged."""
-        with self._lock:
-            return self._published - self._acknowledged
-
-    @property
-    def dropped(self) -> bool:
-        """Whether the connection was dropped and not yet re-established."""
-        return self._dropped
 
     def drop(self) -> None:
         """Close the socket without DISCONNECT (after in-flight messages were acknowledged)."""
