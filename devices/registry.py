@@ -8,12 +8,8 @@ the file when it changes.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from devices.credentials import PasswordHash, hash_secret, new_secret
 from devices.trial_files import TrialSource, cross_trial_problems, read_trial_files
+from midika import statefile
 from midika.errors import ConfigError, NotFound, TrialError
 from midika.models.trial import Device, Trial
 from midika.timeutil import Clock, utcnow
@@ -62,11 +59,10 @@ class Registry:
         self._trials = {s.trial.id: s.trial for s in sorted(sources, key=lambda s: s.trial.id)}
         self._devices = {d.id: (t, d) for t in self._trials.values() for d in t.devices}
         self._state_file = state_file
-        self._lock_file = state_file.with_name(state_file.name + ".lock")
         self._iterations = iterations
         self._clock = clock
         self._mutex = threading.Lock()
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: statefile.Signature | None = None
         self._credentials: dict[str, Credential] = {}
         # Reconnect storms would cost a PBKDF2 per login; remember logins that succeeded, keyed by a
         # salted digest so the cache never holds a password, and forget them whenever state changes.
@@ -202,7 +198,7 @@ class Registry:
 
     def _refresh(self) -> None:
         """Reload the state file if another process (or we) replaced it; caller holds the mutex."""
-        signature = _signature(self._state_file)
+        signature = statefile.signature(self._state_file)
         if signature != self._signature:
             self._credentials = _read_state(self._state_file)
             self._signature = signature
@@ -216,36 +212,21 @@ class Registry:
     def _update(self) -> Iterator[dict[str, Credential]]:
         """Read-modify-write the state file under an exclusive lock shared with other processes."""
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        with statefile.exclusive(self._state_file):
             # Start from the file, not our copy: another process may have written since we read it.
             credentials = _read_state(self._state_file)
             yield credentials
             _write_state(self._state_file, credentials)
             with self._mutex:
                 self._credentials = credentials
-                self._signature = _signature(self._state_file)
+                self._signature = statefile.signature(self._state_file)
                 self._forget_verified()
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    # The inode changes on every os.replace, so a rewrite within the mtime granularity is still seen.
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def _read_state(path: Path) -> dict[str, Credential]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = statefile.read_document(path, what="registry state file", version=STATE_VERSION)
+    if raw is None:
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: credential state is unreadable: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
-        raise ConfigError(f"{path}: not a version-{STATE_VERSION} midika registry state file")
     credentials: dict[str, Credential] = {}
     for device_id, entry in _mapping(raw.get("credentials", {}), path, "credentials").items():
         try:
@@ -274,15 +255,4 @@ def _write_state(path: Path, credentials: dict[str, Credential]) -> None:
             for device_id, c in sorted(credentials.items())
         },
     }
-    # mkstemp creates the file 0600: hashes are not secrets, but they invite offline guessing.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    statefile.write_document(path, document)

@@ -18,14 +18,11 @@ Admin keys see every trial: they can issue any key anyway.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from midika import statefile
 from midika.errors import ConfigError, NotFound
 from midika.models.trial import Trial
 from midika.timeutil import utcnow
@@ -104,10 +102,9 @@ class KeyRing:
 
     def __init__(self, *, path: Path) -> None:
         self._path = path
-        self._lock_file = path.with_name(path.name + ".lock")
         self._mutex = threading.Lock()
         self._keys: dict[str, ApiKey] = {}
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: statefile.Signature | None = None
 
     @property
     def path(self) -> Path:
@@ -164,7 +161,7 @@ class KeyRing:
         return record if hmac.compare_digest(record.hash, hash_key(key)) else None
 
     def _refresh(self) -> None:
-        signature = _signature(self._path)
+        signature = statefile.signature(self._path)
         if signature != self._signature:
             self._keys = _read(self._path)
             self._signature = signature
@@ -175,33 +172,19 @@ class KeyRing:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"MIDIKA_DATA_DIR: cannot create {self._path.parent}: {exc}") from exc
-        with open(self._lock_file, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        with statefile.exclusive(self._path):
             keys = _read(self._path)  # another process may have written since we last read
             yield keys
             _write(self._path, keys)
             with self._mutex:
                 self._keys = keys
-                self._signature = _signature(self._path)
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+                self._signature = statefile.signature(self._path)
 
 
 def _read(path: Path) -> dict[str, ApiKey]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = statefile.read_document(path, what="API key file", version=STATE_VERSION)
+    if raw is None:
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: API key file is unreadable: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
-        raise ConfigError(f"{path}: not a version-{STATE_VERSION} midika API key file")
     keys: dict[str, ApiKey] = {}
     entries: Any = raw.get("keys", {})
     if not isinstance(entries, dict):
@@ -238,18 +221,7 @@ def _write(path: Path, keys: dict[str, ApiKey]) -> None:
             for k in sorted(keys.values(), key=lambda k: k.id)
         },
     }
-    # mkstemp creates the file 0600: the hashes cannot be reversed, but roles and grants are private.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    statefile.write_document(path, document)
 
 
 def ensure_local_admin_key(ring: KeyRing, key_file: Path) -> tuple[str, bool]:
