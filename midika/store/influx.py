@@ -206,7 +206,10 @@ class InfluxStore:
             limit=query.limit,
             cursor=query.cursor,
         )
-        return Page(items=[schema.reading_from_row(r, trial=query.trial) for r in rows], next_cursor=cursor)
+        return Page(
+            items=[schema.reading_from_row(r, trial=query.trial) for r in rows if schema.complete_reading(r)],
+            next_cursor=cursor,
+        )
 
     def reading_table(self, query: ReadingQuery) -> TablePage:
         """The same page as `query_readings`, as an Arrow table."""
@@ -244,7 +247,10 @@ class InfluxStore:
             limit=query.limit,
             cursor=query.cursor,
         )
-        return Page(items=[schema.event_from_row(r, trial=query.trial) for r in rows], next_cursor=cursor)
+        return Page(
+            items=[schema.event_from_row(r, trial=query.trial) for r in rows if schema.complete_event(r)],
+            next_cursor=cursor,
+        )
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:
         """Every bucket of each series with data, ordered by (measurement, device, start).
@@ -335,7 +341,7 @@ class InfluxStore:
             suffix="ORDER BY time DESC LIMIT 1",
         )
         [rows] = self._http.query([statement])
-        readings = [schema.reading_from_row(r, trial=trial) for r in rows]
+        readings = [schema.reading_from_row(r, trial=trial) for r in rows if schema.complete_reading(r)]
         readings.sort(key=lambda r: (r.device, r.measurement))
         return readings
 

@@ -202,6 +202,25 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def complete_reading(row: Row) -> bool:
+    """Whether every field of a reading point is visible yet.
+
+    InfluxDB 1.x stores each field as a series of its own, so a query that runs while a point is
+    being written can see some of its fields and not others. Such a row is skipped: the reading
+    shows up whole in the next query, rather than once with a missing value.
+    """
+    return (
+        row.get("ingest_ts") is not None
+        and row.get("quality") is not None
+        and (row.get("value") is not None or row.get("text") is not None)
+    )
+
+
+def complete_event(row: Row) -> bool:
+    """Whether every field of an event point is visible yet (see `complete_reading`)."""
+    return row.get("ingest_ts") is not None and row.get("data") is not None
+
+
 def reading_from_row(row: Row, *, trial: str) -> Reading:
     """The reading of an InfluxQL row with columns time (µs), device, measurement and the fields."""
     return Reading(
