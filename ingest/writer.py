@@ -1,11 +1,19 @@
-"""The ingest's writer: verdicts in from paho's thread, batched store writes out from its own thread.
+"""The ingest's writer: verdicts in from paho's thread, batched store writes and acknowledgements out.
 
-Batches close at `ingest_batch_size` records or `ingest_flush_interval_s` after their first
-message. A store that is unavailable (a retryable StoreError) is retried with backoff, holding the
-batch; one that refuses a write for good has the records counted as `lost` and logged, so nothing
-disappears unnoticed. The queue is unbounded on purpose: dropping messages is not an option, and
-backpressure comes with manual acks (the planned next step: `_Batch.messages` is where the acks of
-a batch will be collected, to be sent once it is written).
+Batches close at `ingest_batch_size` records or `ingest_flush_interval_s` after their first message.
+A message is acknowledged to the broker only once it is durable: its records written to the store
+(quarantine included), or the message itself fsync'd to the outage spool. Until then the broker
+still holds it and delivers it again if the ingest dies, so a crash loses nothing; the stores'
+idempotent writes absorb the redelivery.
+
+When the store is unavailable (a retryable StoreError) the batch goes to the spool and is
+acknowledged; while the spool holds anything, new batches go there too, so replay keeps arrival
+order, and the writer replays it one batch at a time between live batches, with backoff while the
+store stays down. When the spool is full (or there is none), the writer retries the store with
+backoff, holding the batch unacknowledged: `put` blocks once `ingest_max_unacked` messages are
+unacknowledged, which stops paho reading from the socket, and the broker keeps the rest queued.
+A store that refuses a batch for good (a non-retryable error: a bug, not an outage) has its
+messages counted as `lost` and logged, and acknowledged: retrying could never succeed.
 """
 
 from __future__ import annotations
@@ -16,16 +24,21 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from ingest.errors import IngestError
+from ingest.message import RawMessage
 from ingest.pipeline import Accepted, Rejected
+from ingest.spool import Segment, Spool
+from ingest.stats import LATENCY_BOUNDS_S, IngestStats, Latency
 from midika.errors import StoreError
 from midika.models.records import Event, QuarantineReason, QuarantineRecord, Reading, StatusReport
 from midika.settings import Settings
 from midika.store.base import Store
+
+__all__ = ["LATENCY_BOUNDS_S", "Acknowledge", "BatchWriter", "IngestStats", "Judge", "Latency"]
 
 log = logging.getLogger(__name__)
 
@@ -34,44 +47,12 @@ _STOP: Final = object()
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-# Upper bounds (seconds) of the write-latency histogram: a DuckDB batch takes milliseconds, an
-# InfluxDB one over a network tens of them, a retried write seconds.
-LATENCY_BOUNDS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+Acknowledge = Callable[[Sequence[int]], None]  # sends the PUBACKs of these message ids, in order
+Judge = Callable[[RawMessage], Accepted | Rejected]  # `process` for replayed messages
 
 
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """A histogram of store write durations: `counts[i]` writes took at most LATENCY_BOUNDS_S[i]."""
-
-    counts: tuple[int, ...] = (0,) * len(
-        LATENCY_BOUNDS_S
-    )  # not cumulative; the last bound's excess in `over`
-    over: int = 0
-    total: int = 0
-    sum_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class IngestStats:
-    """Counters since start; each one that can show loss is meant to be exported as a metric."""
-
-    received: int = 0  # messages delivered by the broker
-    pending: int = 0  # received but not yet written (or given up on)
-    readings_stored: int = 0
-    duplicates: int = 0  # readings already stored (a redelivery or a resend)
-    events_stored: int = 0
-    event_duplicates: int = 0
-    status_stored: int = 0
-    quarantined: Mapping[QuarantineReason, int] = field(default_factory=dict)
-    lost: int = 0  # records the store refused for good; each is also logged as an error
-    connected: bool = False
-    write_latency: Latency = field(default_factory=Latency)  # successful store writes, retries included
-
-    @property
-    def quarantined_total(self) -> int:
-        """Messages kept in quarantine, all reasons together."""
-        return sum(self.quarantined.values())
+class _StoreDown(Exception):
+    """The store is unavailable for now; the batch is not written (or only partly)."""
 
 
 @dataclass(slots=True)
@@ -80,15 +61,24 @@ class _Batch:
     events: list[Event] = field(default_factory=list)
     status: list[StatusReport] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
-    messages: int = 0
+    raw: list[RawMessage] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)  # QoS 1 message ids; QoS 0 needs none
+    accepted: int = 0
     size: int = 0  # records of every kind
 
-    def add(self, outcome: Accepted | Rejected) -> None:
-        self.messages += 1
+    @property
+    def messages(self) -> int:
+        return len(self.raw)
+
+    def add(self, outcome: Accepted | Rejected, message: RawMessage, ack: int | None) -> None:
+        self.raw.append(message)
+        if ack is not None:
+            self.acks.append(ack)
         if isinstance(outcome, Rejected):
             self.quarantine.append(outcome.quarantine)
             self.size += 1
             return
+        self.accepted += 1
         self.readings.extend(outcome.readings)
         self.events.extend(outcome.events)
         if outcome.status is not None:
@@ -96,22 +86,47 @@ class _Batch:
         self.size += len(outcome.readings) + len(outcome.events) + (outcome.status is not None)
 
 
-class BatchWriter:
-    """Writes verdicts to the store in batches from a thread of its own; `put` never blocks."""
+@dataclass(slots=True)
+class _Replay:
+    segment: Segment
+    next: int = 0  # index of the first message not yet written
 
-    def __init__(self, *, store: Store, settings: Settings) -> None:
+
+class BatchWriter:
+    """Writes verdicts to the store in batches from a thread of its own, acknowledging what is durable."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        acknowledge: Acknowledge,
+        judge: Judge,
+        spool: Spool | None = None,
+    ) -> None:
         self._store = store
         self._limit = settings.ingest_batch_size
         self._interval = settings.ingest_flush_interval_s
+        self._max_unacked = settings.ingest_max_unacked
+        self._acknowledge = acknowledge
+        self._judge = judge
+        self._spool = spool
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._received = 0
-        self._done = 0
+        self._recovered = spool.recovered if spool is not None else 0
+        self._acked = 0  # messages acknowledged (or needing no ack): stored, spooled, quarantined, lost
+        self._done = 0  # messages whose fate is final: in the store, in quarantine, or lost
         self._counts: Counter[str] = Counter()
         self._quarantined: Counter[QuarantineReason] = Counter()
         self._latency = [0] * (len(LATENCY_BOUNDS_S) + 1)
         self._latency_sum = 0.0
+        self._down = False  # the last store write failed for want of the store
+        self._replay_at = 0.0  # monotonic time of the next replay attempt
+        self._replay_delay = _RETRY_DELAY_S[0]
+        self._replaying: _Replay | None = None  # the spool segment being replayed
+        self._closing = False  # set by stop(): put() refuses from then on
         self._abandon = threading.Event()  # set when stop() gives up on a store that keeps failing
         self._thread = threading.Thread(target=self._run, name="midika-ingest-writer", daemon=True)
 
@@ -119,29 +134,42 @@ class BatchWriter:
         """Start the writer thread."""
         self._thread.start()
 
-    def put(self, outcome: Accepted | Rejected) -> None:
-        """Queue one message's verdict for writing."""
-        with self._lock:
+    def put(self, outcome: Accepted | Rejected, message: RawMessage, ack: int | None) -> bool:
+        """Queue one message's verdict; False if stopping (leave it unacknowledged).
+
+        Blocks while `ingest_max_unacked` messages await their ack. Blocking paho's thread is the
+        point: it stops reading the socket, and the broker holds the rest.
+        """
+        with self._changed:
+            while self._received - self._acked >= self._max_unacked and not self._closing:
+                self._changed.wait(1.0)  # woken by every batch made durable, and by stop()
+            if self._closing:
+                return False
             self._received += 1
-        self._queue.put(outcome)
+            self._queue.put((outcome, message, ack))  # under the lock: nothing slips in after _STOP
+        return True
 
     def stop(self, timeout: float) -> None:
         """Write what is queued and end the thread; after `timeout`, stop retrying an unavailable store."""
-        if not self._thread.is_alive():
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        with self._changed:
+            self._closing = True
+            self._queue.put(_STOP)
+            self._changed.notify_all()
         if self._thread.is_alive():
-            self._abandon.set()
-            self._thread.join(timeout=max(1.0, timeout))
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._abandon.set()
+                self._thread.join(timeout=max(1.0, timeout))
+        if self._spool is not None:
+            self._spool.close()
 
     def wait_idle(self, timeout: float) -> None:
-        """Block until everything put so far is written; raises IngestError on timeout."""
+        """Block until everything put so far is in the store (spool replayed); IngestError on timeout."""
         with self._changed:
-            if not self._changed.wait_for(lambda: self._done >= self._received, timeout):
+            if not self._changed.wait_for(lambda: self._done >= self._received + self._recovered, timeout):
                 raise IngestError(
-                    f"the ingest still had {self._received - self._done} message(s) to write "
-                    f"after {timeout:g} s",
+                    f"the ingest still had {self._received + self._recovered - self._done} message(s) "
+                    f"to write after {timeout:g} s",
                     retryable=True,
                 )
 
@@ -150,7 +178,10 @@ class BatchWriter:
         with self._lock:
             return IngestStats(
                 received=self._received,
-                pending=self._received - self._done,
+                recovered=self._recovered,
+                pending=self._received + self._recovered - self._done,
+                unacked=self._received - self._acked,
+                accepted=self._counts["accepted"],
                 readings_stored=self._counts["readings"],
                 duplicates=self._counts["duplicates"],
                 events_stored=self._counts["events"],
@@ -158,6 +189,9 @@ class BatchWriter:
                 status_stored=self._counts["status"],
                 quarantined=dict(self._quarantined),
                 lost=self._counts["lost"],
+                spooled=self._counts["spooled"],
+                replayed=self._counts["replayed"],
+                spool_bytes=self._spool.size_bytes if self._spool is not None else 0,
                 connected=connected,
                 write_latency=Latency(
                     counts=tuple(self._latency[:-1]),
@@ -167,78 +201,198 @@ class BatchWriter:
                 ),
             )
 
+    # --- the writer thread --------------------------------------------------------------------
+
     def _run(self) -> None:
         batch = _Batch()
         deadline: float | None = None
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._replay_due():
+                wait = 0.0 if wait is None else min(wait, 0.0)
+            elif self._spool is not None and not self._spool.empty:
+                until_replay = max(0.0, self._replay_at - time.monotonic())
+                wait = until_replay if wait is None else min(wait, until_replay)
             try:
-                item = self._queue.get(timeout=wait)
+                item = self._queue.get(timeout=wait) if wait != 0.0 else self._queue.get_nowait()
             except queue.Empty:
                 item = None
             if item is _STOP:
                 self._flush(batch)
                 return
             if item is not None:
-                batch.add(item)
+                batch.add(*item)
                 if deadline is None:
                     deadline = time.monotonic() + self._interval
             if batch.size >= self._limit or (deadline is not None and time.monotonic() >= deadline):
                 self._flush(batch)
                 batch, deadline = _Batch(), None
+            if self._replay_due():
+                self._replay_step()
 
     def _flush(self, batch: _Batch) -> None:
+        """Make the batch durable, in the store or the spool, then acknowledge it."""
         if batch.messages == 0:
             return
-        counts: Counter[str] = Counter()
-        quarantined: Counter[QuarantineReason] = Counter()
-        store = self._store
-        if batch.readings:
-            ok, result = self._write("readings", batch.readings, store.write_readings, counts)
-            if ok and result is not None:
-                counts.update(readings=result.written, duplicates=result.duplicates)
-        if batch.events:
-            ok, result = self._write("events", batch.events, store.write_events, counts)
-            if ok and result is not None:
-                counts.update(events=result.written, event_duplicates=result.duplicates)
-        if batch.status and self._write("status reports", batch.status, store.write_status, counts)[0]:
-            counts["status"] += len(batch.status)
-        if batch.quarantine:
-            ok, _ = self._write("quarantined", batch.quarantine, store.write_quarantine, counts)
-            if ok:
-                quarantined.update(record.reason for record in batch.quarantine)
+        if (self._down or self._replaying is not None) and self._to_spool(batch):
+            return
+        delay = _RETRY_DELAY_S[0]
+        while True:
+            try:
+                counts, quarantined = self._write(batch)
+            except _StoreDown:
+                self._store_down()
+                if self._to_spool(batch):
+                    return
+                if self._abandon.is_set():
+                    log.error(
+                        "stopping with %d message(s) unacknowledged: the broker keeps them", batch.messages
+                    )
+                    return
+                self._abandon.wait(delay)
+                delay = min(delay * 2, _RETRY_DELAY_S[1])
+                continue
+            self._store_up()
+            self._finish(batch, counts, quarantined, acked=True)
+            return
+
+    def _to_spool(self, batch: _Batch) -> bool:
+        spool = self._spool
+        if spool is None:
+            return False
+        try:
+            if not spool.append(batch.raw):
+                log.warning("the spool is full (%d bytes): holding messages unacknowledged", spool.size_bytes)
+                return False
+        except IngestError as exc:
+            log.error("%s; holding the batch unacknowledged", exc)
+            return False
+        self._acknowledge(batch.acks)
+        with self._changed:
+            self._counts["spooled"] += batch.messages
+            self._acked += batch.messages
+            self._changed.notify_all()
+        return True
+
+    def _replay_due(self) -> bool:
+        spool = self._spool
+        return (
+            spool is not None
+            and (self._replaying is not None or not spool.empty)
+            and time.monotonic() >= self._replay_at
+        )
+
+    def _replay_step(self) -> None:
+        """Write the next batch of spooled messages to the store; back off if it is still down."""
+        assert self._spool is not None
+        if self._replaying is None:
+            segment = self._spool.oldest()
+            if segment is None:
+                return
+            self._replaying = _Replay(segment)
+        replay = self._replaying
+        messages = replay.segment.messages
+        batch = _Batch()
+        index = replay.next
+        while index < len(messages) and batch.size < self._limit:
+            batch.add(self._judge(messages[index]), messages[index], None)
+            index += 1
+        try:
+            counts, quarantined = self._write(batch)
+        except _StoreDown:
+            self._store_down()
+            return
+        self._store_up()
+        counts["replayed"] += batch.messages
+        self._finish(batch, counts, quarantined, acked=False)
+        replay.next = index
+        if index < len(messages):
+            return
+        self._spool.drop(replay.segment)
+        self._replaying = None
+        log.info(
+            "replayed a spool segment of %d message(s); %d bytes left", len(messages), self._spool.size_bytes
+        )
+
+    def _store_down(self) -> None:
+        self._down = True
+        self._replay_at = time.monotonic() + self._replay_delay
+        self._replay_delay = min(self._replay_delay * 2, _RETRY_DELAY_S[1])
+
+    def _store_up(self) -> None:
+        if self._down:
+            log.info("the store is back")
+        self._down = False
+        self._replay_at = 0.0
+        self._replay_delay = _RETRY_DELAY_S[0]
+
+    def _finish(
+        self, batch: _Batch, counts: Counter[str], quarantined: Counter[QuarantineReason], *, acked: bool
+    ) -> None:
+        if acked:
+            self._acknowledge(batch.acks)
         with self._changed:
             self._counts.update(counts)
             self._quarantined.update(quarantined)
             self._done += batch.messages
+            if acked:
+                self._acked += batch.messages
             self._changed.notify_all()
 
-    def _write(
-        self, what: str, records: Sequence[T], write: Callable[[Sequence[T]], R], counts: Counter[str]
+    def _write(self, batch: _Batch) -> tuple[Counter[str], Counter[QuarantineReason]]:
+        """Write every kind of record once; raises _StoreDown if the store is unavailable."""
+        counts: Counter[str] = Counter()
+        quarantined: Counter[QuarantineReason] = Counter()
+        store = self._store
+        refused = False  # some record of an accepted message was refused for good
+        try:
+            if batch.readings:
+                ok, readings = self._attempt("readings", batch.readings, store.write_readings)
+                refused |= not ok
+                if readings is not None:
+                    counts.update(readings=readings.written, duplicates=readings.duplicates)
+            if batch.events:
+                ok, events = self._attempt("events", batch.events, store.write_events)
+                refused |= not ok
+                if events is not None:
+                    counts.update(events=events.written, event_duplicates=events.duplicates)
+            if batch.status:
+                if not self._attempt("status reports", batch.status, store.write_status)[0]:
+                    refused = True
+                else:
+                    counts["status"] += len(batch.status)
+            if batch.quarantine:
+                if not self._attempt("quarantined", batch.quarantine, store.write_quarantine)[0]:
+                    counts["lost"] += len(batch.quarantine)
+                else:
+                    quarantined.update(record.reason for record in batch.quarantine)
+        except _StoreDown:
+            # What was written stays written: count it now, since the replay will find it duplicate.
+            with self._lock:
+                self._counts.update(counts)
+            raise
+        counts["lost" if refused else "accepted"] += batch.accepted
+        return counts, quarantined
+
+    def _attempt(
+        self, what: str, records: Sequence[T], write: Callable[[Sequence[T]], R]
     ) -> tuple[bool, R | None]:
-        """Write, retrying while the store is unavailable; (False, None) and `lost` counted if it refuses."""
-        delay = _RETRY_DELAY_S[0]
+        """One write: (True, result), or (False, None) if refused for good; _StoreDown if unavailable."""
         began = time.monotonic()
-        while True:
-            try:
-                result = write(records)
-            except StoreError as exc:
-                if exc.retryable and not self._abandon.is_set():
-                    log.warning(
-                        "store unavailable (%s); retrying %d %s in %.1f s", exc, len(records), what, delay
-                    )
-                    self._abandon.wait(delay)
-                    delay = min(delay * 2, _RETRY_DELAY_S[1])
-                    continue
-                error: Exception = exc
-            except Exception as exc:  # a store bug: keep the writer alive, count and log the loss
-                error = exc
-            else:
-                self._observe(time.monotonic() - began)
-                return True, result
-            log.error("the store refused %d %s; they are lost: %r", len(records), what, error)
-            counts["lost"] += len(records)
-            return False, None
+        try:
+            result = write(records)
+        except StoreError as exc:
+            if exc.retryable:
+                log.warning("store unavailable (%s) writing %d %s", exc, len(records), what)
+                raise _StoreDown from exc
+            error: Exception = exc
+        except Exception as exc:  # a store bug: keep the writer alive, count and log the loss
+            error = exc
+        else:
+            self._observe(time.monotonic() - began)
+            return True, result
+        log.error("the store refused %d %s; they are lost: %r", len(records), what, error)
+        return False, None
 
     def _observe(self, seconds: float) -> None:
         with self._lock:

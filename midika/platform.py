@@ -85,7 +85,13 @@ class Platform:
         broker: BrokerThread | None = None
         try:
             broker, address = _start_broker(settings, registry)
-            worker = IngestWorker(store=store, trials=registry, broker=address, settings=settings)
+            worker = IngestWorker(
+                store=store,
+                trials=registry,
+                broker=address,
+                settings=settings,
+                mqtt_version="5" if broker is None else "3.1.1",  # amqtt speaks 3.1.1 only
+            )
             worker.start(timeout=15.0)
             platform = cls(
                 settings=settings,

@@ -61,6 +61,33 @@ class Settings(BaseSettings):
     )
     ingest_batch_size: int = Field(5000, ge=1, le=1_000_000, description="readings per store write")
     ingest_flush_interval_s: float = Field(0.2, gt=0, le=60, description="max seconds a reading waits")
+    ingest_max_unacked: int = Field(
+        10_000,
+        ge=1,
+        le=65_535,  # MQTT 5's Receive Maximum, which tells the broker this cap
+        description="messages the ingest holds unacknowledged (not yet stored or spooled) before it "
+        "stops reading from the broker",
+    )
+    ingest_session_expiry_s: int = Field(
+        7 * 86_400,
+        ge=0,
+        description="how long the broker keeps the ingest's session and queued messages while it is away",
+    )
+    ingest_share_group: str | None = Field(
+        None,
+        pattern=r"^[^/+#]+$",
+        description="subscribe as a member of this MQTT shared-subscription group ($share/<group>/...), "
+        "so several ingest workers split the load; unset: one worker takes every message",
+    )
+    ingest_spool_dir: Path | None = Field(
+        None, description="the outage spool's folder; default <data_dir>/spool/<ingest_client_id>"
+    )
+    ingest_spool_max_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="most disk the outage spool may take; when full, the ingest stops acknowledging "
+        "(0: no spool)",
+    )
 
     metrics_host: str = Field("127.0.0.1", description="listen address of `python -m ingest`'s /metrics")
     metrics_port: int | None = Field(
@@ -93,6 +120,11 @@ class Settings(BaseSettings):
     def duckdb_file(self) -> Path:
         """The DuckDB file the embedded store uses."""
         return self.duckdb_path or self.data_dir / "midika.duckdb"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the ingest keeps messages while the store is down."""
+        return self.ingest_spool_dir or self.data_dir / "spool" / self.ingest_client_id
 
     @property
     def api_keys_file(self) -> Path:
