@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from ingest.writer import LATENCY_BOUNDS_S, IngestStats
+from ingest.stats import LATENCY_BOUNDS_S, IngestStats
 from midika import __version__
 from midika.models.records import QuarantineReason
 
@@ -49,9 +49,29 @@ class IngestCollector(Collector):
         for reason in QuarantineReason:  # every reason, zeros too, so rate() works from the start
             quarantined.add_metric([reason.value], s.quarantined.get(reason, 0))
         yield quarantined
-        yield _counter("lost", "records the store refused for good (each also logged); should stay 0", s.lost)
+        yield _counter(
+            "messages_accepted", "messages whose records are in the store (replays included)", s.accepted
+        )
+        yield _counter(
+            "lost", "messages whose records the store refused for good (each logged); should stay 0", s.lost
+        )
+        yield _counter("spooled", "messages written to the outage spool while the store was down", s.spooled)
+        yield _counter("replayed", "spooled messages since written to the store", s.replayed)
+        yield _counter(
+            "recovered", "messages found in the spool at start, left there by an earlier run", s.recovered
+        )
         yield GaugeMetricFamily(
-            f"{PREFIX}_pending", "messages received but not yet written (in flight)", value=s.pending
+            f"{PREFIX}_pending",
+            "messages received but not yet in the store (queued, being written, or spooled)",
+            value=s.pending,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_unacked",
+            "messages received and not yet acknowledged to the broker (neither stored nor spooled)",
+            value=s.unacked,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_spool_bytes", "size of the outage spool on disk", value=s.spool_bytes
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_connected", "1 while connected to the broker", value=int(s.connected)

@@ -6,7 +6,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.metrics import metrics_registry
-from ingest.writer import LATENCY_BOUNDS_S, IngestStats, Latency
+from ingest.stats import LATENCY_BOUNDS_S, IngestStats, Latency
 from midika import __version__
 from midika.models.records import QuarantineReason
 
@@ -24,6 +24,12 @@ def test_every_counter_from_one_snapshot() -> None:
         status_stored=5,
         quarantined={QuarantineReason.UNPARSEABLE: 2},
         lost=0,
+        recovered=6,
+        unacked=7,
+        accepted=8,
+        spooled=9,
+        replayed=11,
+        spool_bytes=12_345,
         connected=True,
         write_latency=Latency(counts=tuple(counts), over=1, total=4, sum_s=12.5),
     )
@@ -40,6 +46,12 @@ def test_every_counter_from_one_snapshot() -> None:
     assert samples[("midika_ingest_quarantined_total", (("reason", "unparseable"),))] == 2
     assert samples[("midika_ingest_quarantined_total", (("reason", "bad_topic"),))] == 0
     assert samples[("midika_ingest_pending", ())] == 2
+    assert samples[("midika_ingest_recovered_total", ())] == 6
+    assert samples[("midika_ingest_unacked", ())] == 7
+    assert samples[("midika_ingest_messages_accepted_total", ())] == 8
+    assert samples[("midika_ingest_spooled_total", ())] == 9
+    assert samples[("midika_ingest_replayed_total", ())] == 11
+    assert samples[("midika_ingest_spool_bytes", ())] == 12_345
     assert samples[("midika_ingest_connected", ())] == 1
     assert samples[("midika_ingest_write_seconds_bucket", (("le", "0.001"),))] == 2
     assert samples[("midika_ingest_write_seconds_bucket", (("le", "0.01"),))] == 3
