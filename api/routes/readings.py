@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
@@ -150,18 +151,15 @@ def aggregate_readings(
         timezone=trial.timezone,
     )
     check_aggregate_size(trial, query)
-    series = aggregate_series(trial, query)
     # The store reports series with data; the trial says which others exist: their buckets are empty.
-    found = buckets.complete(query, store.aggregate(query), series=series)
-    names = buckets.value_names(query)
-    ends = _bucket_ends(query, [b.start for b in found])
+    grid = buckets.aggregate_grid(store, query, series=aggregate_series(trial, query))
     body = aggregate_body(
         bucket="month" if bucket == MONTH else _bucket_name(bucket),
         bucket_seconds=None if bucket == MONTH else int(bucket.total_seconds()),
         timezone=trial.timezone,
-        functions=names,
-        items=found,
-        ends=ends,
+        functions=buckets.value_names(query),
+        grid=grid,
+        ends_us=_bucket_ends_us(query, grid.starts_us),
     )
     return Response(content=body, media_type="application/json")
 
@@ -174,12 +172,12 @@ def _bucket_name(size: timedelta) -> str:
     return f"{seconds}s"
 
 
-def _bucket_ends(query: AggregateQuery, starts: list[datetime]) -> dict[datetime, datetime]:
+def _bucket_ends_us(query: AggregateQuery, starts_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     if query.bucket == MONTH:
-        bounds = buckets.month_starts(query)
-        return dict(itertools.pairwise(bounds))
+        bounds = buckets.month_starts(query)[1 : len(starts_us) + 1]
+        return np.array([buckets.to_us(b) for b in bounds], dtype=np.int64)
     assert isinstance(query.bucket, timedelta)
-    return {start: start + query.bucket for start in starts}
+    return starts_us + query.bucket // timedelta(microseconds=1)
 
 
 @router.get("/latest", summary="Latest reading per device and measurement")

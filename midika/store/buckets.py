@@ -14,17 +14,28 @@ several readings share that time (pooled devices), the greatest value, as Influx
 
 Stores compute non-empty buckets; `complete` adds the empty ones (count 0, every value null)
 for every series that has a reading in the window, so no store can hide a gap differently.
+
+The same complete answer can be had as a `BucketGrid`: every series × every bucket of the grid,
+as arrays rather than a `Bucket` per cell, for answers of 100,000 buckets. A store that returns its
+non-empty buckets as columns (DuckDB) has them spread onto the grid by `grid_of_rows` with numpy;
+for any other `grid_of` lays out what `complete` would. The API writes its JSON from the grid.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
 from midika.errors import BadQuery
-from midika.store.base import MONTH, AggregateQuery, Bucket
+from midika.store.base import MONTH, AggregateQuery, Bucket, Store
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BUCKETS = 1_000_000  # per series: a guard for callers that skip the API's own, tighter limit
@@ -168,3 +179,116 @@ def complete(
                 )
             out.append(stored)
     return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BucketGrid:
+    """Every bucket of an aggregate: each series × each bucket start, series after series.
+
+    Cell `i * len(starts_us) + j` is series `i`'s bucket starting at `starts_us[j]`.
+    """
+
+    starts_us: npt.NDArray[np.int64]  # the grid's bucket starts, ascending, µs since the epoch
+    series: list[Series]  # ordered by (measurement, device), a pooled device (None) first
+    count: npt.NDArray[np.int64]  # per cell
+    values: dict[str, pa.Array]  # per value name (`value_names`), float64 per cell, null when empty
+
+    def buckets(self) -> list[Bucket]:
+        """The cells as buckets, in order: what `complete` returns for the same query."""
+        starts = [from_us(us) for us in self.starts_us.tolist()]
+        names = list(self.values)
+        columns = [self.values[name].to_pylist() for name in names]
+        counts = self.count.tolist()
+        out: list[Bucket] = []
+        cell = 0
+        for measurement, device in self.series:
+            for start in starts:
+                values = {name: column[cell] for name, column in zip(names, columns, strict=True)}
+                out.append(Bucket(start, measurement, device, counts[cell], values))
+                cell += 1
+        return out
+
+
+@runtime_checkable
+class GridAggregates(Protocol):
+    """A store that answers an aggregate as a `BucketGrid` directly."""
+
+    def aggregate_grid(self, query: AggregateQuery, *, series: Iterable[Series] = ()) -> BucketGrid:
+        """What `grid_of(query, store.aggregate(query), series=series)` holds."""
+        ...
+
+
+def aggregate_grid(store: Store, query: AggregateQuery, *, series: Iterable[Series] = ()) -> BucketGrid:
+    """Every bucket of the grid for each series found by `store` or named in `series`."""
+    if isinstance(store, GridAggregates):
+        return store.aggregate_grid(query, series=series)
+    return grid_of(query, store.aggregate(query), series=series)
+
+
+def grid_of(query: AggregateQuery, found: Iterable[Bucket], *, series: Iterable[Series] = ()) -> BucketGrid:
+    """The grid of `complete(query, found, series=series)`."""
+    cells = complete(query, found, series=series)
+    names = value_names(query)
+    ordered = list(dict.fromkeys((b.measurement, b.device) for b in cells))
+    return BucketGrid(
+        starts_us=np.array([to_us(s) for s in bucket_starts(query)], dtype=np.int64),
+        series=ordered,
+        count=np.array([b.count for b in cells], dtype=np.int64),
+        values={name: pa.array([b.values.get(name) for b in cells], pa.float64()) for name in names},
+    )
+
+
+def grid_starts_us(query: AggregateQuery) -> npt.NDArray[np.int64]:
+    """`bucket_starts` as µs since the epoch."""
+    if query.start >= query.end:
+        return np.empty(0, dtype=np.int64)
+    if query.bucket == MONTH:
+        return np.array([to_us(s) for s in month_starts(query)[:-1]], dtype=np.int64)
+    assert isinstance(query.bucket, timedelta)
+    width = query.bucket // timedelta(microseconds=1)
+    first = floor_us(to_us(query.start), query)
+    return first + width * np.arange(bucket_count(query), dtype=np.int64)
+
+
+def grid_of_rows(
+    query: AggregateQuery,
+    *,
+    measurement: npt.NDArray[np.object_],
+    device: npt.NDArray[np.object_] | None,
+    start_us: npt.NDArray[np.int64],
+    count: npt.NDArray[np.int64],
+    values: Mapping[str, npt.NDArray[np.float64]],
+    series: Iterable[Series] = (),
+) -> BucketGrid:
+    """The grid of the non-empty buckets given as columns, ordered by (measurement, device, start).
+
+    `device` is None when devices are pooled; a value column may be a numpy masked array (null where
+    masked). Each row lands in its cell by numpy indexing: no Python per bucket.
+    """
+    starts = grid_starts_us(query)
+    rows = len(start_us)
+    # The rows come in runs, one per series; a run starts where the series changes.
+    head = np.ones(rows, dtype=np.bool_)
+    head[1:] = measurement[1:] != measurement[:-1]
+    if device is not None:
+        head[1:] |= device[1:] != device[:-1]
+    heads = np.flatnonzero(head)
+    found = [(str(measurement[i]), None if device is None else str(device[i])) for i in heads.tolist()]
+    ordered = sorted(set(found) | set(series), key=lambda s: (s[0], s[1] or ""))
+    index = {s: i for i, s in enumerate(ordered)}
+    row_series = np.repeat(
+        np.array([index[s] for s in found], dtype=np.int64), np.diff(np.append(heads, rows))
+    )
+    cell = row_series * len(starts) + np.searchsorted(starts, start_us)
+    cells = len(ordered) * len(starts)
+    counts = np.zeros(cells, dtype=np.int64)
+    counts[cell] = count
+    grid_values: dict[str, pa.Array] = {}
+    for name in value_names(query):
+        column = values[name]
+        filled = np.zeros(cells, dtype=np.float64)
+        null = np.ones(cells, dtype=np.bool_)
+        filled[cell] = np.ma.getdata(column)
+        null[cell] = np.ma.getmaskarray(column)
+        grid_values[name] = pa.array(filled, mask=null)
+    return BucketGrid(starts_us=starts, series=ordered, count=counts, values=grid_values)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from httpx import AsyncClient
 
 from api.rendering import aggregate_body
 from api.schemas import AggregateResult, BucketPublic
 from midika.store.base import Bucket
+from midika.store.buckets import BucketGrid, to_us
 from midika.timeutil import to_rfc3339
 from tests.api.conftest import HOURS, T0
 
@@ -22,12 +26,22 @@ BUCKETS = [
 ]
 
 
-def _model(items: list[Bucket]) -> AggregateResult:
+def _grid(items: list[Bucket], names: tuple[str, ...] = ("mean", "p99.9")) -> BucketGrid:
+    """One bucket start, one series per item."""
+    return BucketGrid(
+        starts_us=np.array([to_us(START)], dtype=np.int64),
+        series=[(b.measurement, b.device) for b in items],
+        count=np.array([b.count for b in items], dtype=np.int64),
+        values={name: pa.array([b.values[name] for b in items], pa.float64()) for name in names},
+    )
+
+
+def _model(items: list[Bucket], names: tuple[str, ...] = ("mean", "p99.9")) -> AggregateResult:
     return AggregateResult(
         bucket="1h",
         bucket_seconds=3600,
         timezone="Asia/Tokyo",
-        functions=["mean", "p99.9"],
+        functions=list(names),
         items=[
             BucketPublic(
                 start=b.start,
@@ -35,21 +49,21 @@ def _model(items: list[Bucket]) -> AggregateResult:
                 device=b.device,
                 measurement=b.measurement,
                 count=b.count,
-                values=dict(b.values),
+                values={name: b.values[name] for name in names},
             )
             for b in items
         ],
     )
 
 
-def _body(items: list[Bucket]) -> bytes:
+def _body(items: list[Bucket], names: tuple[str, ...] = ("mean", "p99.9")) -> bytes:
     return aggregate_body(
         bucket="1h",
         bucket_seconds=3600,
         timezone="Asia/Tokyo",
-        functions=["mean", "p99.9"],
-        items=items,
-        ends={START: START + timedelta(hours=1)},
+        functions=list(names),
+        grid=_grid(items, names),
+        ends_us=np.array([to_us(START + timedelta(hours=1))], dtype=np.int64),
     )
 
 
@@ -69,12 +83,47 @@ def test_nan_and_infinity_are_null() -> None:
     odd.append(
         Bucket(start=START, measurement="m", device="e", count=1, values={"mean": float("inf"), "p99.9": 2.0})
     )
+    odd.append(
+        Bucket(
+            start=START, measurement="m", device="f", count=1, values={"mean": -float("inf"), "p99.9": 3.0}
+        )
+    )
     body = json.loads(_body(odd))
     assert [i["values"] for i in body["items"]] == [
         {"mean": None, "p99.9": 1.0},
         {"mean": None, "p99.9": 2.0},
+        {"mean": None, "p99.9": 3.0},
     ]
     assert body == json.loads(_model(odd).model_dump_json())
+
+
+def test_floats_read_back_exactly_and_stay_floats() -> None:
+    rng = random.Random(6)
+    samples = [2.0, -0.0, 1e16, 1e22, 123456789.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
+    samples += [rng.uniform(-1e6, 1e6) for _ in range(200)] + [
+        rng.random() * 10 ** rng.randint(-30, 30) for _ in range(200)
+    ]
+    items = [
+        Bucket(start=START, measurement="m", device=f"d-{i}", count=1, values={"mean": v, "p99.9": None})
+        for i, v in enumerate(samples)
+    ]
+    body = json.loads(_body(items))
+    got = [i["values"]["mean"] for i in body["items"]]
+    assert [type(v) for v in got] == [float] * len(samples)
+    assert [str(v) for v in got] == [str(v) for v in samples]  # str tells -0.0 from 0.0
+
+
+def test_names_are_escaped_and_count_only_has_empty_values() -> None:
+    items = [Bucket(start=START, measurement='a "b"\\c', device="ö\n", count=4, values={})]
+    body = json.loads(_body(items, names=()))
+    assert body == json.loads(_model(items, names=()).model_dump_json())
+    assert body["items"][0]["values"] == {}
+
+
+def test_an_empty_grid_has_no_items() -> None:
+    body = json.loads(_body([]))
+    assert body == json.loads(_model([]).model_dump_json())
+    assert body["items"] == []
 
 
 @pytest.mark.anyio
