@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import SettingsDep, StoreDep, TrialsDep, trial_from_query
+from api.deps import SettingsDep, StoreDep, TrialsDep, resolve_trial
 from api.errors import error_responses
 from api.params import DEFAULT_PAGE, EndParam, LimitParam, StartParam, check_window
 from ingest.reingest import Outcome, reingest
@@ -90,7 +90,7 @@ def list_quarantine(
     """Messages the ingest kept instead of storing, with why, newest first (by receive time)."""
     check_window(start, end)
     if trial is not None:
-        trial_from_query(trials, trial)  # 404 listing the known trials, as everywhere else
+        resolve_trial(trials, trial, "query")  # 404 listing the known trials, as everywhere else
     query = QuarantineQuery(trial=trial, reasons=reason, start=start, end=end, limit=limit)
     return QuarantineList(items=[_public(q) for q in store.query_quarantine(query)])
 
