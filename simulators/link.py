@@ -1,13 +1,13 @@
 """A simulated device's MQTT connection: paho-mqtt 2.x, MQTT 3.1.1, QoS 1, a retained last will.
 
 The runner talks to `DeviceLink`, not to paho, so the connection is one narrow seam: tests and a
-later asyncio implementation can provide their own factory.
+later asyncio implementation can provide their own factory. The one the runner uses is
+`pool.PooledLink`, many connections on one network thread; a thread per device (paho's
+`loop_start`) stopped at about 340 devices per process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from midika.broker_address import BrokerAddress
-from simulators.errors import BrokerUnavailable, DeviceRefused
+from simulators.errors import BrokerUnavailable
 from simulators.messages import SimMessage
 
 CONNECT_TIMEOUT_S = 10.0
@@ -63,8 +63,7 @@ class LinkSpec:
 class AckedClient:
     """A device's paho client and the count of its publishes the broker has not yet acknowledged.
 
-    Shared by `PahoLink` (a network thread per device) and `pool.PooledLink` (one thread for all):
-    they differ only in who runs the client's network I/O.
+    The part of a link that does not depend on who runs the client's network I/O.
     """
 
     def __init__(self, spec: LinkSpec) -> None:
@@ -121,73 +120,3 @@ class AckedClient:
     def dropped(self) -> bool:
         """Whether the connection was dropped and not yet re-established."""
         return self._dropped
-
-
-class PahoLink(AckedClient):
-    """A device connection on a paho client with its own network thread."""
-
-    @classmethod
-    def connect(cls, spec: LinkSpec) -> PahoLink:
-        """Connect and wait for the broker's answer; raises DeviceRefused or BrokerUnavailable."""
-        link = cls(spec)
-        link._open()
-        return link
-
-    def _open(self, *, reconnect: bool = False) -> None:
-        broker, device = self.spec.broker, self.spec.client_id
-        try:
-            if reconnect:
-                self._client.reconnect()
-            else:
-                self._client.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
-        except OSError as exc:
-            raise BrokerUnavailable(f"device {device}: cannot reach the broker at {broker}: {exc}") from exc
-        self._client.loop_start()
-        answered = self._connected.wait(CONNECT_TIMEOUT_S)
-        if answered and self._refused is None:
-            return
-        self._client.loop_stop()
-        self._client.disconnect()
-        if not answered:
-            raise BrokerUnavailable(
-                f"device {device}: no answer from the broker at {broker} in {CONNECT_TIMEOUT_S:g} s"
-            )
-        raise DeviceRefused(
-            f"the broker at {broker} refused device {device} (user {self.spec.username!r}): {self._refused}; "
-            "check the device's secret in the credentials file and that the broker knows the device"
-        )
-
-    def drop(self) -> None:
-        """Close the socket without DISCONNECT, after what is in flight was acknowledged.
-
-        The broker then publishes the last will: the platform sees the device go offline.
-        """
-        with self._lock:
-            self._lock.wait_for(lambda: self._acknowledged >= self._published, timeout=DRAIN_BEFORE_DROP_S)
-        sock = self._client.socket()
-        self._client.loop_stop()  # stop paho first, or it would reconnect on its own
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):  # already gone
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        self._dropped = True
-
-    def reconnect(self) -> None:
-        """A fresh connection (the will set again), as the device's firmware makes after a drop."""
-        self._connected.clear()
-        self._refused = None
-        with self._lock:
-            self._published = self._acknowledged  # nothing is in flight: drop waited for it
-        self._dropped = False
-        self._open(reconnect=True)
-
-    def close(self, *, timeout: float) -> int:
-        """Wait for outstanding acknowledgements, then disconnect cleanly (the will is not sent)."""
-        if self._dropped:
-            return 0  # offline already; the broker published the will
-        with self._lock:
-            self._lock.wait_for(lambda: self._acknowledged >= self._published, timeout=timeout)
-            missing = self._published - self._acknowledged
-        self._client.disconnect()
-        self._client.loop_stop()
-        return max(0, missing)

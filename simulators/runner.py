@@ -1,21 +1,26 @@
-"""Publishing a simulation to an MQTT broker: one client per device, paced against the wall clock.
+"""Publishing a simulation to an MQTT broker: one connection per device, paced against the wall clock.
 
 Message generation is pure (`simulators.messages`); this module only decides *when* each message
 goes out and sends it through the device's own connection, logged in with the device's id and
-secret like real firmware. Speed 1 is real time, N is N times faster, infinity is as fast as the
-broker acknowledges. Unless `allow_future` is set, no message is sent before the wall clock reaches
-its timestamp, so an accelerated run from the past catches up with now and then carries on live
-(the ingest quarantines readings from the future).
+secret like real firmware. The connections of a run share one network thread (`pool.LinkPool`)
+and are opened a few dozen at a time, so a thousand devices start in seconds.
+
+Speed 1 is real time, N is N times faster, infinity is as fast as the broker acknowledges. Unless
+`allow_future` is set, no message is sent before the wall clock reaches its timestamp, so an
+accelerated run from the past catches up with now and then carries on live (the ingest
+quarantines readings from the future).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,8 +30,9 @@ from midika.errors import ConfigError
 from midika.models.trial import Trial
 from midika.timeutil import utcnow
 from simulators.faults import Fault
-from simulators.link import DeviceLink, LinkSpec, PahoLink
+from simulators.link import DeviceLink, LinkSpec
 from simulators.messages import OFFLINE_WILL, SimMessage, Simulation, offline_status, topic
+from simulators.pool import LinkPool
 from simulators.truth import TruthLog
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 MAX_UNACKNOWLEDGED = 1000  # per device: a backfill waits for the broker rather than queueing without end
 DRAIN_TIMEOUT_S = 30.0
 PROGRESS_INTERVAL_S = 1.0
+# Devices connecting at once: each waits a round trip for its CONNACK, so a few dozen in parallel
+# start 1,000 devices in seconds without a burst of connections the broker would have to queue.
+CONNECT_CONCURRENCY = 32
 
 
 LinkFactory = Callable[[LinkSpec], DeviceLink]
@@ -73,7 +82,7 @@ class SimulationRunner:
         devices: Sequence[str] | None = None,
         allow_future: bool = False,
         progress: Callable[[RunSummary], None] | None = None,
-        connect: LinkFactory = PahoLink.connect,
+        connect: LinkFactory | None = None,
         faults: Sequence[Fault] = (),
     ) -> None:
         if math.isnan(speed) or speed <= 0:
@@ -98,7 +107,7 @@ class SimulationRunner:
         self.truth = truth
         self.allow_future = allow_future
         self._progress = progress
-        self._connect = connect
+        self._connect = connect  # None: each run opens its links on a LinkPool of its own
         self.summary: RunSummary | None = None  # the last run's, for callers that ran it in a thread
 
     @property
@@ -113,8 +122,23 @@ class SimulationRunner:
         reached; both before anything is published.
         """
         stop = stop or threading.Event()
+        with contextlib.ExitStack() as resources:
+            connect = self._connect
+            if connect is None:
+                pool = LinkPool()
+                resources.callback(pool.close)  # after the links are closed: it writes their DISCONNECTs
+                connect = pool.connect
+            summary = self._run(self._connect_all(connect), duration, stop)
+        self.summary = summary
+        if self._progress is not None:
+            self._progress(summary)
+        return summary
+
+    def _run(
+        self, links: Mapping[str, DeviceLink], duration: timedelta | None, stop: threading.Event
+    ) -> RunSummary:
+        """Publish through connected links, say goodbye and close them."""
         end = None if duration is None else self.start + duration
-        links = self._connect_all()
         tally = _Tally(self.trial.id, len(links), self.start)
         truth: TruthLog | None = None
         unacknowledged = 0
@@ -136,11 +160,7 @@ class SimulationRunner:
             log.warning(
                 "%s: %d messages were never acknowledged by %s", self.trial.id, unacknowledged, self.broker
             )
-        summary = tally.summary(unacknowledged=unacknowledged)
-        self.summary = summary
-        if self._progress is not None:
-            self._progress(summary)
-        return summary
+        return tally.summary(unacknowledged=unacknowledged)
 
     def _publish(
         self,
@@ -183,24 +203,40 @@ class SimulationRunner:
             truth.write(message)
         tally.add(message)
 
-    def _connect_all(self) -> dict[str, DeviceLink]:
+    def _connect_all(self, connect: LinkFactory) -> dict[str, DeviceLink]:
+        """Every device's link, connected in parallel; the first device's error if any failed."""
         links: dict[str, DeviceLink] = {}
-        try:
-            for device in self.device_ids:
-                spec = LinkSpec(
-                    broker=self.broker,
-                    client_id=device,
-                    username=device,
-                    password=self._secrets[device] or None,
-                    will_topic=topic(self.trial.id, device, "status"),
-                    will_payload=OFFLINE_WILL,
-                )
-                links[device] = self._connect(spec)
-        except BaseException:
+        failures: dict[str, Exception] = {}
+
+        def one(spec: LinkSpec) -> None:
+            if failures:
+                return  # one refusal or timeout ends the run: don't wait for the rest to fail too
+            try:
+                links[spec.client_id] = connect(spec)
+            except Exception as exc:
+                failures[spec.client_id] = exc
+
+        specs = [self._spec(device) for device in self.device_ids]
+        workers = min(CONNECT_CONCURRENCY, len(specs))
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"sim-connect-{self.trial.id}"
+        ) as pool:
+            list(pool.map(one, specs))
+        if failures:
             for link in links.values():
                 link.close(timeout=0.0)
-            raise
-        return links
+            raise next(failures[d] for d in self.device_ids if d in failures)
+        return {device: links[device] for device in self.device_ids}
+
+    def _spec(self, device: str) -> LinkSpec:
+        return LinkSpec(
+            broker=self.broker,
+            client_id=device,
+            username=device,
+            password=self._secrets[device] or None,
+            will_topic=topic(self.trial.id, device, "status"),
+            will_payload=OFFLINE_WILL,
+        )
 
     def _wait_until(
         self, when: datetime, wall0: float, stop: threading.Event, truth: TruthLog | None
