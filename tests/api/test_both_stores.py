@@ -93,3 +93,13 @@ async def test_same_answer_from_both_stores(
     body = duck.json()
     assert body != {} and any(body.get(k) for k in ("items", "devices"))
     _same(flux.json(), body, url)
+
+
+async def test_health_probe_is_answered_by_both_stores(
+    client: AsyncClient, influx_client: AsyncClient
+) -> None:
+    # The probe is a query of one microsecond of 1970 of a trial no registry holds.
+    duck = await client.get("/api/v1/health")
+    flux = await influx_client.get("/api/v1/health")
+    assert duck.status_code == flux.status_code == 200, (duck.text, flux.text)
+    assert duck.json() == flux.json() == {**duck.json(), "status": "ok", "store": "reachable"}
