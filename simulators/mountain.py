@@ -271,6 +271,7 @@ class WeatherStation(_HutPowered):
         for obs in readings:
             values = obs.body["values"]
             gust, temp = values.get("wind_gust"), values.get("air_temperature")
+            warned = False
             for reason, value, bad in (
                 ("gust", gust, gust is not None and gust >= GUST_WARNING),
                 ("freezing", temp, temp is not None and temp < FREEZING),
@@ -278,7 +279,10 @@ class WeatherStation(_HutPowered):
                 if value is None:
                     continue
                 if bad and self._calm[reason] >= self.quiet_samples:
+                    if warned:  # one event per (device, type, ts) is all a store keeps: warn next sample
+                        continue
                     out.append(self.event(obs.time_ms, "WEATHER_WARNING", {"reason": reason, "value": value}))
+                    warned = True
                 self._calm[reason] = 0 if bad else self._calm[reason] + 1
         out.sort(key=lambda o: (o.time_ms, KIND_ORDER[o.kind]))
         return out
