@@ -1,9 +1,10 @@
 """Every trial, with faults, through the embedded stack: the store holds exactly the ground truth.
 
 A short accelerated run per trial, with retries (duplicates), an outage whose data comes late in
-out-of-order batches, a skewed clock, lost messages and a device whose battery dies. The API must
-serve every reading of the ground-truth log once, at its event time, and nothing else; the dead
-device must show offline (only its last will can have said so).
+out-of-order batches, a skewed clock, lost messages and a device whose battery dies, each device on
+its own connection of the runner's pooled links. The API must serve every reading and every event
+of the ground-truth log once, at its event time, and nothing else; the dead device must show
+offline (only its last will can have said so).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from simulators.faults import Fault, FaultKind
 from simulators.runner import SimulationRunner
 from simulators.truth import read_truth
 from tests.conftest import REPO
-from tests.test_end_to_end import _api, _assert_same, _served_when_complete, _truth
+from tests.simulators.stack import assert_same_events, device_status, events_when_complete, truth_events
+from tests.test_end_to_end import _assert_same, _served_when_complete, _truth
 
 WINDOWS = {
     "onjuku-rip": timedelta(minutes=20),
@@ -92,10 +94,10 @@ def test_the_store_holds_the_ground_truth(platform: Platform, tmp_path: Path, tr
     expected = _truth(truth_file)  # duplicates collapse: one key per (device, measurement, ts)
     assert len(expected) > 20
     _assert_same(expected, _served_when_complete(platform, trial_id, len(expected)))
+    events = truth_events(truth_file)  # a retried event collapses to one key too
+    assert_same_events(events, events_when_complete(platform, trial_id, len(events)))
 
-    with _api(platform) as http:
-        listed = http.get(f"{platform.api_url}/api/v1/trials/{trial_id}/devices").json()["items"]
-    states = {d["id"]: d["status"] for d in listed}
+    states = device_status(platform, trial_id)
     # The dying device never said goodbye: only the broker's last will can have marked it offline.
     assert not any(
         t.device == devices[2] and t.kind == "status" and b'"online":false' in t.payload for t in truth
