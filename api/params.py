@@ -146,14 +146,14 @@ def aggregate_series(trial: Trial, query: AggregateQuery) -> list[tuple[str, str
     )
 
 
-def check_aggregate_size(trial: Trial, query: AggregateQuery) -> None:
-    """Refuse an aggregate whose answer would have more than MAX_AGGREGATE_CELLS buckets × series."""
+def check_aggregate_size(query: AggregateQuery, series: Sequence[tuple[str, str | None]]) -> None:
+    """Refuse an aggregate whose answer would have more than MAX_AGGREGATE_CELLS buckets × `series`."""
     count = buckets.bucket_count(query)
-    series = max(len(aggregate_series(trial, query)), 1)
-    if count * series > MAX_AGGREGATE_CELLS:
+    series_count = max(len(series), 1)
+    if count * series_count > MAX_AGGREGATE_CELLS:
         raise bad_parameter(
             "bucket",
-            f"{count} buckets × {series} series = {count * series} values, over the limit of "
+            f"{count} buckets × {series_count} series = {count * series_count} values, over the limit of "
             f"{MAX_AGGREGATE_CELLS}; use a larger bucket, a shorter start..end, fewer device, site or "
             "measurement parameters, or per_device=false",
         )

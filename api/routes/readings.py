@@ -150,9 +150,10 @@ def aggregate_readings(
         percentiles=list(dict.fromkeys(percentiles)),
         timezone=trial.timezone,
     )
-    check_aggregate_size(trial, query)
     # The store reports series with data; the trial says which others exist: their buckets are empty.
-    grid = buckets.aggregate_grid(store, query, series=aggregate_series(trial, query))
+    series = aggregate_series(trial, query)
+    check_aggregate_size(query, series)
+    grid = buckets.aggregate_grid(store, query, series=series)
     body = aggregate_body(
         bucket="month" if bucket == MONTH else _bucket_name(bucket),
         bucket_seconds=None if bucket == MONTH else int(bucket.total_seconds()),
