@@ -3,13 +3,15 @@
 In one run, against one Mosquitto (anonymous, persistence off):
 
 - `sustained`: N simulated devices (default 1,000), each its own MQTT connection publishing a
-  reading every 10 s in real time through `SimulationRunner`; CPU of this process (user + system,
-  from `resource.getrusage`) over a measuring window after all devices connected, as cores.
-- `sustained_baseline`: the same N connections, on the same transport, at the same rate, publishing
-  one pre-encoded payload each: the simulator's own cost is the difference.
+  reading every 10 s in real time through `SimulationRunner` exactly as `midika simulate` and
+  `midika up --simulate` run it (its own `LinkPool`, devices connected 32 at a time); CPU of this
+  process (user + system, from `resource.getrusage`) over a measuring window after all devices
+  connected, as cores.
+- `sustained_baseline`: the same N connections, on the same transport (a `LinkPool`), at the same
+  rate, publishing one pre-encoded payload each: the simulator's own cost is the difference.
 
-Devices connect through `LinkPool` (one epoll thread for all paho clients): paho's own loop uses
-select(), which cannot watch descriptors above 1024, so a thread per client stops at ~340 devices.
+A `LinkPool` is one epoll thread for all paho clients: paho's own loop uses select(), which cannot
+watch descriptors above 1024, so a thread per client stopped at ~340 devices.
 - `backfill`: one trial (default onjuku-rip) as fast as the broker acknowledges, messages/s, next to
   `backfill_generate_only` (messages built, nothing sent) and `backfill_baseline` (one paho client
   publishing pre-encoded messages of the same sizes at QoS 1).
@@ -96,7 +98,6 @@ def sustained(port: int, devices: int, window_s: float) -> dict[str, Any]:
     """N simulated devices in real time: connect time, then CPU and rate over the window."""
     trial = fleet(devices)
     latest: list[RunSummary] = []
-    pool = LinkPool()
     runner = SimulationRunner(
         trial=trial,
         broker=BrokerAddress(host="127.0.0.1", port=port),
@@ -105,14 +106,13 @@ def sustained(port: int, devices: int, window_s: float) -> dict[str, Any]:
         start=datetime.now(UTC),
         speed=1.0,
         progress=latest.append,
-        connect=pool.connect,
     )
     stop = threading.Event()
     result: list[RunSummary] = []
     began = time.monotonic()
     thread = threading.Thread(target=lambda: result.append(runner.run(duration=None, stop=stop)), daemon=True)
     thread.start()
-    # Connecting is done when the first progress report arrives (the runner connects everyone first).
+    # The runner reports progress first when every device has connected.
     while not latest and thread.is_alive():
         time.sleep(0.1)
     connected_s = time.monotonic() - began
@@ -120,7 +120,6 @@ def sustained(port: int, devices: int, window_s: float) -> dict[str, Any]:
     figures = measure(window_s, lambda: latest[-1].published if latest else 0)
     stop.set()
     thread.join(120)
-    pool.close()
     if not result:
         raise RuntimeError("the simulated devices did not run; see the error above")
     summary = result[0]

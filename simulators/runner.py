@@ -140,6 +140,8 @@ class SimulationRunner:
         """Publish through connected links, say goodbye and close them."""
         end = None if duration is None else self.start + duration
         tally = _Tally(self.trial.id, len(links), self.start)
+        if self._progress is not None:
+            self._progress(tally.summary(unacknowledged=0))  # every device connected
         truth: TruthLog | None = None
         unacknowledged = 0
         try:
