@@ -71,11 +71,19 @@ def amqtt_broker() -> Iterator[int]:
 
 
 @contextmanager
-def mosquitto(tmp: Path, *, password_file: Path | None = None) -> Iterator[int]:
-    """A Mosquitto on a free port; anonymous unless a password file is given. Yields the port."""
+def mosquitto(
+    tmp: Path, *, password_file: Path | None = None, max_queued_messages: int | None = None
+) -> Iterator[int]:
+    """A Mosquitto on a free port; anonymous unless a password file is given. Yields the port.
+
+    Mosquitto queues at most 1,000 messages (`max_queued_messages`, 0: no limit) for a subscriber
+    that falls behind, and discards the rest.
+    """
     program = require_program("mosquitto")
     port = free_port()
     lines = [f"listener {port} 127.0.0.1", "persistence false"]
+    if max_queued_messages is not None:
+        lines.append(f"max_queued_messages {max_queued_messages}")
     if os.geteuid() == 0:
         lines.append("user root")  # else it drops to user mosquitto, who cannot read files under tmp
     if password_file is None:
