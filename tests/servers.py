@@ -3,6 +3,9 @@
 `Mosquitto` writes its own mosquitto.conf into a temporary folder, starts `mosquitto -c` in the
 foreground, waits until the port accepts connections and stops it again (terminate, then kill).
 Use it as a context manager, or through the `mosquitto` fixture of a test module.
+
+With `persistence=True` it keeps its sessions and queued messages in `tmp/persistence/`, so a
+`restart` (stop, then start on the same port) brings them back as a production broker would.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from tests.conftest import free_port, require_program
 
 
 class Mosquitto:
-    """One mosquitto process listening on 127.0.0.1; persistence off, logging to `log_file`."""
+    """One mosquitto process listening on 127.0.0.1, logging to `log_file`; persistence off unless asked."""
 
     host = "127.0.0.1"
 
@@ -31,6 +34,8 @@ class Mosquitto:
         acl_file: Path | None = None,
         allow_anonymous: bool | None = None,
         port: int | None = None,
+        persistence: bool = False,
+        max_queued_messages: int | None = None,
     ) -> None:
         self.program = require_program("mosquitto")
         self.tmp = tmp
@@ -39,6 +44,10 @@ class Mosquitto:
         # Mosquitto 2 refuses anonymous clients once a password file is set; so do we, unless told.
         self.allow_anonymous = password_file is None if allow_anonymous is None else allow_anonymous
         self.port = port or free_port()
+        self.persistence = persistence
+        # Mosquitto's default of 1000 drops what queues up beyond it for a client that is away.
+        self.max_queued_messages = max_queued_messages
+        self.persistence_dir = tmp / "persistence"
         self.conf_file = tmp / "mosquitto.conf"
         self.log_file = tmp / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -53,11 +62,21 @@ class Mosquitto:
         lines = [
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-            "persistence false",
             f"log_dest file {self.log_file}",
             "log_type all",
             "connection_messages true",
         ]
+        if self.persistence:
+            lines += [
+                "persistence true",
+                f"persistence_location {self.persistence_dir}/",  # mosquitto wants the trailing slash
+                "autosave_interval 1",  # a clean stop saves too; this bounds what a crash loses
+                "autosave_on_changes false",
+            ]
+        else:
+            lines.append("persistence false")
+        if self.max_queued_messages is not None:
+            lines.append(f"max_queued_messages {self.max_queued_messages}")
         if os.geteuid() == 0:  # as root, mosquitto switches to user `mosquitto`, who cannot read tmp
             lines.append(f"user {getpass.getuser()}")
         if self.password_file is not None:
@@ -69,8 +88,10 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> Mosquitto:
         """Start mosquitto and wait until it accepts TCP connections."""
         self.tmp.mkdir(parents=True, exist_ok=True)
+        if self.persistence:
+            self.persistence_dir.mkdir(exist_ok=True)
         self.conf_file.write_text(self.config(), encoding="utf-8")
-        output = (self.tmp / "mosquitto.out").open("wb")
+        output = (self.tmp / "mosquitto.out").open("ab")  # appends: a restart keeps the first run's output
         self._process = subprocess.Popen(
             [self.program, "-c", str(self.conf_file)], stdout=output, stderr=subprocess.STDOUT
         )
@@ -101,6 +122,16 @@ class Mosquitto:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+    def restart(self, timeout: float = 10.0) -> Mosquitto:
+        """Stop mosquitto (SIGTERM: it saves its persistence file) and start it again on the same port."""
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the mosquitto process is alive."""
+        return self._process is not None and self._process.poll() is None
 
     def logs(self) -> str:
         """What mosquitto wrote to its log and its console, for failure messages."""
