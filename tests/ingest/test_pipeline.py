@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from ingest.pipeline import Accepted, Rejected, process
 from midika.models.records import Quality, QuarantineReason
 from midika.models.trial import Device
+from tests.ingest import strategies
 from tests.ingest.helpers import (
     BUOY,
     CAM,
@@ -209,59 +209,9 @@ def test_a_reloaded_trial_is_seen_at_once() -> None:
 
 # --- never raises --------------------------------------------------------------------------
 
-_json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.sampled_from(["2026-07-20T09:00:00Z", "9999-12-31T23:59:59-01:00", "hs", "m", "onjuku-buoy-01/"]),
-)
-_keys = st.sampled_from(
-    [
-        *("ts", "seq", "values", "type", "data", "online", "battery", "rssi", "firmware", "uptime"),
-        *("bn", "bt", "bu", "bver", "n", "u", "v", "vs", "vb", "t", "ut", "s", "hs", "tp", "glare_score"),
-    ]
-)
-_json = st.recursive(
-    _json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
-    max_leaves=20,
-)
-_topics = st.one_of(
-    st.sampled_from([BUOY + "/up", CAM + "/up", CAM + "/evt", CAM + "/status"]),
-    st.text(max_size=60),
-    st.builds(
-        "midika/v1/{}/{}/{}".format,
-        st.sampled_from(["onjuku-rip", "goto-tuna", "x", "", "+"]),
-        st.sampled_from(["onjuku-cam-01", "onjuku-buoy-01", "goto-feeder-01", "nope", "#"]),
-        st.sampled_from(["up", "evt", "status", "down", "", "up/x"]),
-    ),
-)
-
-
-_names = st.sampled_from(["hs", "tp", "tide", "glare_score", "persons_in_water", "rip_index", "x"])
-_reading = st.fixed_dictionaries(
-    {"values": st.dictionaries(_names, _json_leaf, min_size=1, max_size=3)},
-    optional={"ts": _json_leaf, "seq": _json_leaf},
-)
-_senml_record = st.fixed_dictionaries(
-    {"n": _names, "v": _json_leaf},
-    optional={"bn": _json_leaf, "bt": _json_leaf, "t": _json_leaf, "u": _json_leaf, "bu": _json_leaf},
-)
-_near_valid = st.one_of(
-    _reading, st.lists(_reading, min_size=1, max_size=4), st.lists(_senml_record, max_size=4)
-)
-
-
-def _encode(doc: Any) -> bytes:
-    return json.dumps(doc, allow_nan=True).encode()
-
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    topic=_topics, payload=st.one_of(st.binary(max_size=200), _json.map(_encode), _near_valid.map(_encode))
-)
+@given(topic=strategies.topics, payload=strategies.payloads)
 def test_process_never_raises(topic: str, payload: bytes) -> None:
     outcome = process(topic, payload, received=RECEIVED, trials=SHIPPED, settings=SETTINGS)
     assert isinstance(outcome, Accepted | Rejected)
