@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from devices.broker import BrokerThread
 from devices.broker_plugins import Role, ServiceAccount
 from devices.registry import Registry
-from ingest.worker import IngestWorker
+from ingest.worker import IngestWorker, MqttVersion
 from midika.broker_address import BrokerAddress
 from midika.settings import Settings
 from midika.store.duckdb import DuckDBStore
@@ -133,13 +133,16 @@ def through_ingest(
     per_message: int,
     settings: Settings,
     store_file: Path,
+    mqtt_version: MqttVersion,
 ) -> dict[str, Any]:
-    """Rate from the first publish until every reading is committed to DuckDB."""
+    """Rate from the first publish until every reading is committed to DuckDB and acknowledged."""
     store = DuckDBStore(path=store_file)
     registry = Registry.load(
         trials_dir=settings.trials_dir, state_file=settings.registry_file, iterations=1000
     )
-    worker = IngestWorker(store=store, trials=registry, broker=broker, settings=settings)
+    worker = IngestWorker(
+        store=store, trials=registry, broker=broker, settings=settings, mqtt_version=mqtt_version
+    )
     worker.start(timeout=15)
     expected = len(messages) * per_message
     try:
@@ -203,9 +206,10 @@ def run_broker(
     ingest = BrokerAddress(host="127.0.0.1", port=port, username=INGEST_USER, password=passwords[INGEST_USER])
     watch = BrokerAddress(host="127.0.0.1", port=port, username=WATCH_USER, password=passwords[WATCH_USER])
     bare = bare_subscriber(watch, device, single)
-    one = through_ingest(ingest, device, single, 1, settings, work / f"{name}-single.duckdb")
+    version: MqttVersion = "3.1.1" if name.startswith("embedded") else "5"  # amqtt speaks 3.1.1 only
+    one = through_ingest(ingest, device, single, 1, settings, work / f"{name}-single.duckdb", version)
     settings = settings.model_copy(update={"ingest_client_id": "midika-ingest-batch"})
-    hundred = through_ingest(ingest, device, batches, 100, settings, work / f"{name}-batch.duckdb")
+    hundred = through_ingest(ingest, device, batches, 100, settings, work / f"{name}-batch.duckdb", version)
     one["vs_bare_subscriber"] = (
         round(one["messages_per_s"] / bare["messages_per_s"], 3) if bare["messages_per_s"] else None
     )
