@@ -209,7 +209,7 @@ class BatchWriter:
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._replay_due():
-                wait = 0.0 if wait is None else min(wait, 0.0)
+                wait = 0.0
             elif self._spool is not None and not self._spool.empty:
                 until_replay = max(0.0, self._replay_at - time.monotonic())
                 wait = until_replay if wait is None else min(wait, until_replay)
