@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import bisect
 import logging
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from ingest.errors import IngestError
 from ingest.message import RawMessage
@@ -43,12 +42,24 @@ __all__ = ["LATENCY_BOUNDS_S", "Acknowledge", "BatchWriter", "IngestStats", "Jud
 log = logging.getLogger(__name__)
 
 _RETRY_DELAY_S: Final = (0.1, 5.0)
-_STOP: Final = object()
 T = TypeVar("T")
 R = TypeVar("R")
 
 Acknowledge = Callable[[Sequence[int]], None]  # sends the PUBACKs of these message ids, in order
 Judge = Callable[[RawMessage], Accepted | Rejected]  # `process` for replayed messages
+
+
+class _Item(NamedTuple):
+    outcome: Accepted | Rejected
+    message: RawMessage
+    ack: int | None
+    size: int  # records the verdict carries
+
+
+def _records(outcome: Accepted | Rejected) -> int:
+    if isinstance(outcome, Rejected):
+        return 1
+    return len(outcome.readings) + len(outcome.events) + (outcome.status is not None)
 
 
 class _StoreDown(Exception):
@@ -74,16 +85,15 @@ class _Batch:
         self.raw.append(message)
         if ack is not None:
             self.acks.append(ack)
+        self.size += _records(outcome)
         if isinstance(outcome, Rejected):
             self.quarantine.append(outcome.quarantine)
-            self.size += 1
             return
         self.accepted += 1
         self.readings.extend(outcome.readings)
         self.events.extend(outcome.events)
         if outcome.status is not None:
             self.status.append(outcome.status)
-        self.size += len(outcome.readings) + len(outcome.events) + (outcome.status is not None)
 
 
 @dataclass(slots=True)
@@ -111,9 +121,15 @@ class BatchWriter:
         self._acknowledge = acknowledge
         self._judge = judge
         self._spool = spool
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Verdicts wait in `_inbox` for the writer, which `put` wakes only when it has something to
+        # do (the first verdict of a batch, or a full batch): a wake-up per message would cost the
+        # two threads a GIL hand-over each.
+        self._inbox: deque[_Item] = deque()
+        self._inbox_size = 0  # records in the inbox
+        self._inbox_since = 0.0  # monotonic arrival time of the oldest verdict in the inbox
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)  # progress: for put's backpressure, wait_idle
+        self._arrived = threading.Condition(self._lock)  # work for the writer thread
         self._received = 0
         self._recovered = spool.recovered if spool is not None else 0
         self._acked = 0  # messages acknowledged (or needing no ack): stored, spooled, quarantined, lost
@@ -140,20 +156,28 @@ class BatchWriter:
         Blocks while `ingest_max_unacked` messages await their ack. Blocking paho's thread is the
         point: it stops reading the socket, and the broker holds the rest.
         """
+        size = _records(outcome)
         with self._changed:
             while self._received - self._acked >= self._max_unacked and not self._closing:
                 self._changed.wait(1.0)  # woken by every batch made durable, and by stop()
             if self._closing:
                 return False
             self._received += 1
-            self._queue.put((outcome, message, ack))  # under the lock: nothing slips in after _STOP
+            if not self._inbox:
+                self._inbox_since = time.monotonic()
+                self._arrived.notify()  # a batch begins: the writer starts its flush timer
+            before = self._inbox_size
+            self._inbox.append(_Item(outcome, message, ack, size))
+            self._inbox_size += size
+            if before < self._limit <= self._inbox_size:
+                self._arrived.notify()  # a full batch
         return True
 
     def stop(self, timeout: float) -> None:
         """Write what is queued and end the thread; after `timeout`, stop retrying an unavailable store."""
         with self._changed:
             self._closing = True
-            self._queue.put(_STOP)
+            self._arrived.notify()
             self._changed.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -204,31 +228,47 @@ class BatchWriter:
     # --- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        batch = _Batch()
-        deadline: float | None = None
         while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._replay_due():
-                wait = 0.0
-            elif self._spool is not None and not self._spool.empty:
-                until_replay = max(0.0, self._replay_at - time.monotonic())
-                wait = until_replay if wait is None else min(wait, until_replay)
-            try:
-                item = self._queue.get(timeout=wait) if wait != 0.0 else self._queue.get_nowait()
-            except queue.Empty:
-                item = None
-            if item is _STOP:
+            items, closing = self._take()
+            if items:
+                batch = _Batch()
+                for item in items:
+                    batch.add(item.outcome, item.message, item.ack)
                 self._flush(batch)
-                return
-            if item is not None:
-                batch.add(*item)
-                if deadline is None:
-                    deadline = time.monotonic() + self._interval
-            if batch.size >= self._limit or (deadline is not None and time.monotonic() >= deadline):
-                self._flush(batch)
-                batch, deadline = _Batch(), None
+            elif closing:
+                return  # everything put before stop() is written (or held for the broker)
             if self._replay_due():
                 self._replay_step()
+
+    def _take(self) -> tuple[list[_Item], bool]:
+        """Wait for a batch that is due (full, old enough, or stopping) or a replay; (batch, closing)."""
+        with self._arrived:
+            while True:
+                now = time.monotonic()
+                due = self._closing or self._inbox_size >= self._limit
+                if self._inbox and (due or now >= self._inbox_since + self._interval):
+                    return self._pop_batch(), self._closing
+                if self._closing or self._replay_due():
+                    return [], self._closing
+                wait: float | None = None
+                if self._inbox:
+                    wait = self._inbox_since + self._interval - now
+                if self._spool is not None and (self._replaying is not None or not self._spool.empty):
+                    until_replay = self._replay_at - now
+                    wait = until_replay if wait is None else min(wait, until_replay)
+                self._arrived.wait(wait)
+
+    def _pop_batch(self) -> list[_Item]:
+        """Up to `ingest_batch_size` records' worth of verdicts from the inbox, oldest first (lock held)."""
+        items: list[_Item] = []
+        size = 0
+        while self._inbox and size < self._limit:
+            item = self._inbox.popleft()
+            items.append(item)
+            size += item.size
+        self._inbox_size -= size
+        # What stays arrived before now and is due already: the next batch goes straight away.
+        return items
 
     def _flush(self, batch: _Batch) -> None:
         """Make the batch durable, in the store or the spool, then acknowledge it."""
