@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from functools import lru_cache
+from typing import Final, Protocol
 
 from devices.contract import InvalidTopic, Kind, Topic
 from ingest import checks, senml, validate
@@ -27,6 +28,12 @@ from midika.models.trial import Trial
 from midika.settings import Settings
 
 R = QuarantineReason
+
+# A device sends on the same few topics all day, so their parsed form is kept rather than
+# re-checked per message; bounded, so made-up topics cannot grow it. Invalid topics raise and
+# are not cached.
+_TOPIC_CACHE: Final = 16_384
+_parse_topic: Final = lru_cache(maxsize=_TOPIC_CACHE)(Topic.parse)
 
 
 class TrialLookup(Protocol):
@@ -67,7 +74,7 @@ def process(
 ) -> Accepted | Rejected:
     """Decode and validate one message received at `received` (timezone-aware UTC)."""
     try:
-        parsed = Topic.parse(topic)
+        parsed = _parse_topic(topic)
     except InvalidTopic as exc:
         return _reject(topic, payload, R.BAD_TOPIC, str(exc), received, settings)
     try:
