@@ -33,7 +33,9 @@ from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import OUTGOING
 from amqtt.utils import gen_client_id
 
 from devices.broker_plugins import (
@@ -210,6 +212,43 @@ class BrokerThread:
             await self._broker.stop()
 
 
+class _PatientHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no type information
+    """amqtt's per-client protocol handler, but a QoS 1 delivery waits for its PUBACK as long as it takes.
+
+    amqtt 0.12.1 gives a subscriber 5 s to acknowledge a QoS 1 message and then drops the message
+    from the session, and drops it too when the client disconnects before acknowledging it. The
+    ingest acknowledges a message only once it is durable, which under load, or while the store is
+    down and the spool is full, can take longer: amqtt would silently lose it. MQTT wants an
+    unacknowledged message kept and sent again when a persistent session reconnects (amqtt does
+    resend what stays in `inflight_out`, in `_retry_deliveries`). A dead client is caught by the
+    keepalive, which ends the wait. This override of the (private, version-pinned) method keeps the
+    message until its PUBACK arrives and otherwise follows amqtt's flow.
+    """
+
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        if app_message.direction != OUTGOING or app_message.qos != QOS_1 or self.session is None:
+            await super()._handle_qos1_message_flow(app_message)
+            return
+        packet_id = app_message.packet_id
+        if packet_id is None or app_message.puback_packet:
+            await super()._handle_qos1_message_flow(app_message)  # amqtt raises its own error
+            return
+        self.session.inflight_out.setdefault(packet_id, app_message)
+        retry = app_message.publish_packet is not None
+        packet = app_message.build_publish_packet(dup=True) if retry else app_message.build_publish_packet()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._puback_waiters[packet_id] = waiter
+        try:
+            await self._send_packet(packet)
+            app_message.publish_packet = packet
+            app_message.puback_packet = await waiter
+        finally:
+            if self._puback_waiters.get(packet_id) is waiter:
+                del self._puback_waiters[packet_id]
+            if app_message.puback_packet:  # acknowledged: done; otherwise kept for the next session
+                self.session.inflight_out.pop(packet_id, None)
+
+
 class _AuthFirstBroker(Broker):  # type: ignore[misc]  # amqtt ships no type information
     """amqtt's Broker, but a CONNECT is authenticated before it can touch another session.
 
@@ -229,9 +268,7 @@ class _AuthFirstBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inf
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[Any, Any]:
         try:
-            handler, session = await BrokerProtocolHandler.init_from_connect(
-                reader, writer, self.plugins_manager
-            )
+            handler, session = await _PatientHandler.init_from_connect(reader, writer, self.plugins_manager)
         except Exception as exc:
             with contextlib.suppress(OSError):
                 await writer.close()
@@ -332,6 +369,20 @@ class _AuthFirstBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inf
             ready.set_result(message)
             if not await self._handle_message_delivery(client_session, handler, ready):
                 break
+
+    async def _handle_disconnect(self, client_session: Any, handler: Any, disconnect_waiter: Any) -> None:
+        """End a connection; if a newer connection took its persistent session over, only close it.
+
+        amqtt 0.12.1 marks the session disconnected when the old connection's loop ends, even after
+        a reconnect of the same client id took the session over: the live client then gets nothing
+        (amqtt queues its messages as if it were away) until it reconnects once more. And the old
+        connection's will (a device's "offline") would be published while the device is online.
+        """
+        current = self._sessions.get(client_session.client_id)
+        if current is not None and current[0] is client_session and current[1] is not handler:
+            await self._stop_handler(handler)
+            return
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
     async def _authenticate(self, session: Any, listener: Any) -> bool:
         # Called by amqtt right after _initialize_client_session: don't run PBKDF2 twice.

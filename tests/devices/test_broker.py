@@ -6,6 +6,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -317,3 +318,84 @@ def test_a_burst_then_disconnect_loses_nothing(
 
     received = {ingest.next().payload for _ in range(500)}
     assert received == {str(i).encode() for i in range(500)}
+
+
+def holding_client(
+    port: int, client_id: str, *, subscribe: bool
+) -> tuple[paho.Client, queue.Queue[paho.MQTTMessage]]:
+    """A persistent-session ingest client that acknowledges only what the test tells it to.
+
+    The session keeps its subscription: a reconnect need not subscribe again, and amqtt reads
+    nothing from a reconnected client until its resent messages are acknowledged.
+    """
+    inbox: queue.Queue[paho.MQTTMessage] = queue.Queue()
+    ready = threading.Event()
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv311,
+        clean_session=False,
+        manual_ack=True,
+    )
+    client.username_pw_set(INGEST, INGEST_PW)
+    if subscribe:
+        client.on_connect = lambda c, *_: c.subscribe("midika/v1/#", qos=1)
+        client.on_subscribe = lambda *_: ready.set()
+    else:
+        client.on_connect = lambda *_: ready.set()
+    client.on_message = lambda _c, _u, msg: inbox.put(msg)
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    assert ready.wait(WAIT_S), "no SUBACK" if subscribe else "no CONNACK"
+    return client, inbox
+
+
+def hang_up(client: paho.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.mark.parametrize("hold_s", [0.0, 5.5], ids=["disconnect-first", "held-past-5s"])
+def test_an_unacknowledged_delivery_is_sent_again_to_the_next_session(
+    broker: BrokerThread, device: Client, hold_s: float
+) -> None:
+    # The ingest acknowledges a message only once it is durable. amqtt dropped a QoS 1 delivery
+    # that was not acknowledged within 5 s, or whose subscriber disconnected before acknowledging.
+    first, inbox = holding_client(broker.port, "holder", subscribe=True)
+    device.publish(topic("alpha", "alpha-01", "up"), b"keep me")
+    assert inbox.get(timeout=WAIT_S).payload == b"keep me"
+    time.sleep(hold_s)  # amqtt's own PUBACK timeout is 5 s
+    hang_up(first)
+
+    second, inbox = holding_client(broker.port, "holder", subscribe=False)
+    again = inbox.get(timeout=WAIT_S)
+    assert (again.payload, again.dup) == (b"keep me", True)
+    second.ack(again.mid, again.qos)
+    hang_up(second)  # paho sends the PUBACK before the DISCONNECT
+
+    third, inbox = holding_client(broker.port, "holder", subscribe=False)
+    device.publish(topic("alpha", "alpha-01", "up"), b"next")
+    received = inbox.get(timeout=WAIT_S)
+    third.ack(received.mid, received.qos)
+    hang_up(third)
+    assert received.payload == b"next"  # an acknowledged message is not sent again
+
+
+def test_a_reconnect_that_takes_over_its_session_keeps_receiving(
+    broker: BrokerThread, device: Client
+) -> None:
+    # The old connection is still open when the client reconnects (a half-open TCP link): amqtt
+    # took the session over but then marked it disconnected, and the live client got nothing.
+    old, _ = holding_client(broker.port, "holder", subscribe=True)
+    old.loop_stop()  # silent from now on, its socket still open: no DISCONNECT, no reconnect
+    new, inbox = holding_client(broker.port, "holder", subscribe=False)
+    try:
+        device.publish(topic("alpha", "alpha-01", "up"), b"after take-over")
+        received = inbox.get(timeout=WAIT_S)
+        new.ack(received.mid, received.qos)
+        assert received.payload == b"after take-over"
+    finally:
+        hang_up(new)
+        stale = old.socket()
+        if stale is not None:
+            stale.close()
