@@ -8,7 +8,7 @@ Checks that need the trial (does this device exist?) raise `bad_parameter` from 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -16,9 +16,10 @@ from typing import Annotated, Literal
 from fastapi import Query, Request
 from pydantic import BeforeValidator, WithJsonSchema
 
+from api.catalog import catalog
 from api.errors import bad_parameter
 from midika.errors import BadQuery
-from midika.models.trial import Trial, ValueType
+from midika.models.trial import Trial
 from midika.store import buckets
 from midika.store.base import MONTH, AggregateQuery
 from midika.timeutil import parse_timestamp, to_rfc3339
@@ -88,32 +89,30 @@ def check_window(start: datetime | None, end: datetime | None) -> None:
 
 def check_devices(trial: Trial, devices: Sequence[str] | None) -> None:
     """Refuse a device the trial does not have."""
-    _check_names("device", devices, [d.id for d in trial.devices], trial.id)
+    _check_names("device", devices, catalog(trial).device_ids, trial.id)
 
 
 def check_measurements(trial: Trial, measurements: Sequence[str] | None) -> None:
     """Refuse a measurement no profile of the trial reports."""
-    _check_names("measurement", measurements, measurement_names(trial), trial.id)
+    _check_names("measurement", measurements, catalog(trial).measurement_names, trial.id)
 
 
 def check_event_types(trial: Trial, types: Sequence[str] | None) -> None:
     """Refuse an event type no profile of the trial raises."""
-    _check_names("type", types, sorted({e.type for p in trial.profiles for e in p.events}), trial.id)
+    _check_names("type", types, catalog(trial).event_types, trial.id)
 
 
 def measurement_names(trial: Trial) -> list[str]:
     """Every measurement some profile of the trial reports, sorted."""
-    return sorted({m.name for p in trial.profiles for m in p.measurements})
+    return list(catalog(trial).measurement_names)
 
 
-def _check_names(parameter: str, given: Sequence[str] | None, valid: Iterable[str], trial: str) -> None:
-    known = list(valid)
+def _check_names(parameter: str, given: Sequence[str] | None, known: Sequence[str], trial: str) -> None:
     for name in given or ():
         if name not in known:
             listing = ", ".join(known) or "none"
-            raise bad_parameter(
-                parameter, f"trial {trial!r} has no {parameter} {name!r}; valid: {listing}", allowed=known
-            )
+            message = f"trial {trial!r} has no {parameter} {name!r}; valid: {listing}"
+            raise bad_parameter(parameter, message, allowed=list(known))
 
 
 def none_if_empty(values: list[str] | None) -> list[str] | None:
@@ -123,24 +122,26 @@ def none_if_empty(values: list[str] | None) -> list[str] | None:
 
 def devices_of(trial: Trial, devices: Sequence[str] | None, sites: Sequence[str] | None) -> list[str] | None:
     """The devices named, narrowed to those at the sites named; None (all) when neither is given."""
-    _check_names("site", sites, [site.id for site in trial.sites], trial.id)
+    names = catalog(trial)
+    _check_names("site", sites, names.site_ids, trial.id)
     check_devices(trial, devices)
     if not sites:
         return list(devices) if devices else None
-    return [d.id for d in trial.devices if d.site in sites and (not devices or d.id in devices)]
+    return [d for d in names.device_ids if names.site_of[d] in sites and (not devices or d in devices)]
 
 
 def aggregate_series(trial: Trial, query: AggregateQuery) -> list[tuple[str, str | None]]:
     """The (measurement, device) series an aggregate of `query` covers: numeric measurements only."""
+    names = catalog(trial)
     wanted = set(query.measurements) if query.measurements is not None else None
-    chosen = [d for d in trial.devices if query.devices is None or d.id in query.devices]
+    chosen = names.device_ids if query.devices is None else set(query.devices).intersection(names.device_ids)
     return sorted(
         {
-            (m.name, device.id if query.per_device else None)
+            (m, device if query.per_device else None)
             for device in chosen
-            for m in trial.profile(device.profile).measurements
             # Text measurements have nothing to aggregate, so they add no series.
-            if m.type is not ValueType.STR and (wanted is None or m.name in wanted)
+            for m in names.numeric_of[device]
+            if wanted is None or m in wanted
         },
         key=lambda s: (s[0], s[1] or ""),
     )
