@@ -166,11 +166,19 @@ async def reject_unknown_parameters(request: Request) -> None:
 
 
 def _query_names(route: APIRoute) -> frozenset[str]:
-    # A walk of a handful of dependants; cheaper than caching, as APIRoute is not hashable.
+    # Routes live as long as their routers (module-level), so the walk is done once per route. The
+    # entry holds the route, so its id cannot be reused while the entry exists.
+    cached = _QUERY_NAMES.get(id(route))
+    if cached is not None and cached[0] is route:
+        return cached[1]
     names: set[str] = set()
     pending: list[Dependant] = [route.dependant]
     while pending:
         dependant = pending.pop()
         names.update(field.alias for field in dependant.query_params)
         pending.extend(dependant.dependencies)
-    return frozenset(names)
+    _QUERY_NAMES[id(route)] = (route, frozenset(names))
+    return _QUERY_NAMES[id(route)][1]
+
+
+_QUERY_NAMES: dict[int, tuple[APIRoute, frozenset[str]]] = {}
