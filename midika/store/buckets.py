@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from midika.errors import BadQuery
 from midika.store.base import MONTH, AggregateQuery, Bucket, Store
@@ -185,19 +184,21 @@ def complete(
 class BucketGrid:
     """Every bucket of an aggregate: each series × each bucket start, series after series.
 
-    Cell `i * len(starts_us) + j` is series `i`'s bucket starting at `starts_us[j]`.
+    Cell `i * len(starts_us) + j` is series `i`'s bucket starting at `starts_us[j]`. A value is NaN
+    where the bucket has none: stored readings are finite (the ingest quarantines NaN and
+    infinity), so NaN means null, and numpy columns go to the JSON writer without a conversion.
     """
 
     starts_us: npt.NDArray[np.int64]  # the grid's bucket starts, ascending, µs since the epoch
     series: list[Series]  # ordered by (measurement, device), a pooled device (None) first
     count: npt.NDArray[np.int64]  # per cell
-    values: dict[str, pa.Array]  # per value name (`value_names`), float64 per cell, null when empty
+    values: dict[str, npt.NDArray[np.float64]]  # per value name (`value_names`), per cell, NaN when none
 
     def buckets(self) -> list[Bucket]:
         """The cells as buckets, in order: what `complete` returns for the same query."""
         starts = [from_us(us) for us in self.starts_us.tolist()]
         names = list(self.values)
-        columns = [self.values[name].to_pylist() for name in names]
+        columns = [[None if math.isnan(v) else v for v in self.values[name].tolist()] for name in names]
         counts = self.count.tolist()
         out: list[Bucket] = []
         cell = 0
@@ -234,7 +235,8 @@ def grid_of(query: AggregateQuery, found: Iterable[Bucket], *, series: Iterable[
         starts_us=np.array([to_us(s) for s in bucket_starts(query)], dtype=np.int64),
         series=ordered,
         count=np.array([b.count for b in cells], dtype=np.int64),
-        values={name: pa.array([b.values.get(name) for b in cells], pa.float64()) for name in names},
+        # None becomes NaN: the grid's null.
+        values={name: np.array([b.values.get(name) for b in cells], dtype=np.float64) for name in names},
     )
 
 
@@ -263,7 +265,7 @@ def grid_of_rows(
     """The grid of the non-empty buckets given as columns, ordered by (measurement, device, start).
 
     `device` is None when devices are pooled; a value column may be a numpy masked array (null where
-    masked). Each row lands in its cell by numpy indexing: no Python per bucket.
+    masked), and null is NaN in the grid. Each row lands in its cell by numpy indexing: no Python per bucket.
     """
     starts = grid_starts_us(query)
     rows = len(start_us)
@@ -283,12 +285,9 @@ def grid_of_rows(
     cells = len(ordered) * len(starts)
     counts = np.zeros(cells, dtype=np.int64)
     counts[cell] = count
-    grid_values: dict[str, pa.Array] = {}
+    grid_values: dict[str, npt.NDArray[np.float64]] = {}
     for name in value_names(query):
-        column = values[name]
-        filled = np.zeros(cells, dtype=np.float64)
-        null = np.ones(cells, dtype=np.bool_)
-        filled[cell] = np.ma.getdata(column)
-        null[cell] = np.ma.getmaskarray(column)
-        grid_values[name] = pa.array(filled, mask=null)
+        filled = np.full(cells, np.nan)
+        filled[cell] = np.ma.filled(values[name], np.nan)
+        grid_values[name] = filled
     return BucketGrid(starts_us=starts, series=ordered, count=counts, values=grid_values)

@@ -7,7 +7,6 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from httpx import AsyncClient
 
@@ -32,7 +31,7 @@ def _grid(items: list[Bucket], names: tuple[str, ...] = ("mean", "p99.9")) -> Bu
         starts_us=np.array([to_us(START)], dtype=np.int64),
         series=[(b.measurement, b.device) for b in items],
         count=np.array([b.count for b in items], dtype=np.int64),
-        values={name: pa.array([b.values[name] for b in items], pa.float64()) for name in names},
+        values={name: np.array([b.values[name] for b in items], dtype=np.float64) for name in names},
     )
 
 
