@@ -399,3 +399,28 @@ def test_a_reconnect_that_takes_over_its_session_keeps_receiving(
         stale = old.socket()
         if stale is not None:
             stale.close()
+
+
+def test_subscribers_leaving_mid_stream_cost_the_others_nothing(
+    connect: Connect, secrets: dict[str, str]
+) -> None:
+    # amqtt walked its live subscription list while routing a message; its session monitor
+    # dropping a departed subscriber shifted the list, and the next subscriber missed the message.
+    leavers = [connect(f"watcher-{i}", INGEST, INGEST_PW) for i in range(20)]
+    for leaver in leavers:
+        assert leaver.subscribe("midika/v1/#").value == 1
+    stayer = connect("stayer", INGEST, INGEST_PW)  # subscribed after them: later in each list
+    assert stayer.subscribe("midika/v1/#").value == 1
+    sender = connect("alpha-02", "alpha-02", secrets["alpha-02"])
+    count = 3000
+    infos = []
+    for i in range(count):
+        infos.append(sender.mqtt.publish(topic("alpha", "alpha-02", "up"), str(i).encode(), qos=1))
+        if i == count // 10:
+            for leaver in leavers:
+                leaver.close()  # amqtt's monitor drops their sessions within a second, mid-stream
+    for info in infos:
+        info.wait_for_publish(WAIT_S)
+
+    received = {stayer.next().payload for _ in range(count)}
+    assert received == {str(i).encode() for i in range(count)}
