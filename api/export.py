@@ -1,7 +1,8 @@
-"""Exports: a trial's readings as CSV, NDJSON or Parquet, streamed page by page in constant memory.
+"""Exports: a trial's readings as CSV, NDJSON or Parquet, streamed table by table in constant memory.
 
-Pages come from `Store.reading_table` (keyset pages of Arrow columns, EXPORT_PAGE readings each),
-are written out and dropped, so memory stays one page whatever the time range.
+Tables come from the store's `reading_batches` where it has one (DuckDB: consecutive windows of
+time, EXPORT_BATCH readings a table), else from `Store.reading_table` (keyset pages of EXPORT_PAGE
+readings); each is written out and dropped, so memory stays bounded whatever the time range.
 
 CSV is wide, for spreadsheets: one row per (time, device), one column per measurement with its
 unit in the header (`water_temp [Cel]`), one value per cell, times ISO 8601 in UTC. A page can end
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -26,9 +29,19 @@ import pyarrow.parquet as pq
 from api.schemas import quality_names
 from midika.models.records import Quality
 from midika.models.trial import Trial, ValueType
-from midika.store.base import ReadingQuery, Store, TablePage
+from midika.store.base import READING_SCHEMA, ReadingQuery, Store
 
-EXPORT_PAGE = 50_000
+EXPORT_PAGE = 50_000  # readings per keyset page, for stores without `reading_batches`
+EXPORT_BATCH = 10_000  # readings per table from `reading_batches`
+
+
+@runtime_checkable
+class ReadingBatches(Protocol):
+    """A store that hands out a range of readings as a stream of bounded tables."""
+
+    def reading_batches(self, query: ReadingQuery, *, rows: int) -> Iterator[pa.Table]:
+        """Every reading of `query` in [start, end) in order, in tables of at most `rows`."""
+        ...
 
 
 class ExportFormat(StrEnum):
@@ -48,9 +61,19 @@ class ExportFormat(StrEnum):
         }[self]
 
 
-def pages(store: Store, query: ReadingQuery, first: TablePage | None = None) -> Iterator[pa.Table]:
-    """Every page of `query`, starting with `first` if the caller already fetched it."""
-    page = first or store.reading_table(dataclasses.replace(query, limit=EXPORT_PAGE))
+def tables(store: Store, query: ReadingQuery) -> Iterator[pa.Table]:
+    """Every reading of `query` in order, a bounded table at a time; at least one table, maybe empty."""
+    if isinstance(store, ReadingBatches) and query.start is not None and query.end is not None:
+        batches = store.reading_batches(query, rows=EXPORT_BATCH)
+        # A Parquet file needs a table to take its schema from, even with no readings.
+        first = next(batches, None)
+        return itertools.chain([READING_SCHEMA.empty_table() if first is None else first], batches)
+    return pages(store, query)
+
+
+def pages(store: Store, query: ReadingQuery) -> Iterator[pa.Table]:
+    """Every keyset page of `query`."""
+    page = store.reading_table(dataclasses.replace(query, limit=EXPORT_PAGE))
     while True:
         yield page.table
         if page.next_cursor is None:

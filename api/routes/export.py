@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import QueryTrial, StoreDep
 from api.errors import error_responses
-from api.export import EXPORT_PAGE, ExportFormat, pages, stream
+from api.export import ExportFormat, stream, tables
 from api.params import (
     DeviceParam,
     MeasurementParam,
@@ -62,12 +63,12 @@ def export(
         measurements=measurement or None,
         start=start,
         end=end,
-        limit=EXPORT_PAGE,
     )
-    # The first page is read before the response starts, so a store that is down gets a proper 503.
-    first = store.reading_table(query)
+    # The first table is read before the response starts, so a store that is down gets a proper 503.
+    readings = tables(store, query)
+    first = next(readings)
     columns = measurement or _measurements_of(trial, devices)
-    body = stream(format, trial, columns, pages(store, query, first))
+    body = stream(format, trial, columns, itertools.chain([first], readings))
     stamp = f"{start.astimezone(UTC):%Y%m%dT%H%M%SZ}-{end.astimezone(UTC):%Y%m%dT%H%M%SZ}"
     filename = f"{trial.id}_{stamp}.{format.value}"
     return StreamingResponse(

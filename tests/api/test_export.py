@@ -31,9 +31,10 @@ async def _export(client: AsyncClient, **params: Any) -> bytes:
 
 @pytest.fixture(params=[7, 50_000], ids=["pages of 7", "one page"])
 def page_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    # Keyset pages (InfluxDB) and DuckDB's tables alike: a table can end inside a (time, device) row.
     size: int = request.param
     monkeypatch.setattr("api.export.EXPORT_PAGE", size)
-    monkeypatch.setattr("api.routes.export.EXPORT_PAGE", size)
+    monkeypatch.setattr("api.export.EXPORT_BATCH", size)
     return size
 
 

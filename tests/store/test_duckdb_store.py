@@ -8,13 +8,21 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from midika.errors import BadQuery, StoreError
-from midika.models.records import QuarantineReason, StatusReport
-from midika.store.base import AggregateQuery, EventQuery, QuarantineQuery, ReadingQuery, WriteResult
+from midika.models.records import Quality, QuarantineReason, Reading, StatusReport
+from midika.store.base import (
+    READING_SCHEMA,
+    AggregateQuery,
+    EventQuery,
+    QuarantineQuery,
+    ReadingQuery,
+    WriteResult,
+)
 from midika.store.duckdb import DuckDBStore
 from tests.store.contract import StoreContract, read_all, read_all_events
 from tests.store.samples import (
@@ -209,3 +217,48 @@ def test_reading_tables_page_through_gaps_and_bursts(store: DuckDBStore, limit: 
     assert keys == sorted((r.ts, r.device) for r in readings)
     unbounded = ReadingQuery(trial=TRIAL, start=None, end=None, limit=limit)
     assert store.reading_table(unbounded).table.num_rows == min(limit, len(readings))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 50, 1000])
+def test_reading_batches_read_each_reading_once_in_order(store: DuckDBStore, rows: int) -> None:
+    # Windows are sized from the one before: a burst, a gap of a year, 40 readings sharing one
+    # instant and one just before the end must all come out once, in order, `rows` at most a table.
+    times = [at(0.5 * i) for i in range(120)] + [at(365 * 86400)] + [at(400 * 86400 + i) for i in range(30)]
+    readings = [reading(ts=t) for t in times]
+    readings += [reading(device=f"d-{i:02d}", ts=at(500 * 86400)) for i in range(40)]
+    readings.append(reading(ts=at(1000 * 86400 - 1e-6)))
+    assert store.write_readings(readings).written == len(readings)
+    query = ReadingQuery(trial=TRIAL, start=at(0), end=at(1000 * 86400))
+    tables = list(store.reading_batches(query, rows=rows))
+    assert all(0 < t.num_rows <= rows and t.schema == READING_SCHEMA for t in tables)
+    keys = [key for t in tables for key in zip(t["ts"].to_pylist(), t["device"].to_pylist(), strict=True)]
+    assert keys == sorted((r.ts, r.device) for r in readings)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"devices": ["buoy-2"], "measurements": ["water_temp"]},
+        {"quality": Quality.OK},
+        {"quality": Quality.OUT_OF_RANGE, "start": at(1800), "end": at(5000.5)},
+    ],
+)
+def test_reading_batches_hold_what_pages_hold(store: DuckDBStore, filters: dict[str, Any]) -> None:
+    readings = sample_readings()
+    assert store.write_readings(readings).written == len(readings)
+    query = ReadingQuery(trial=TRIAL, **{"start": at(-60), "end": at(7300), **filters})
+    got = [
+        Reading(trial=TRIAL, **{**row, "quality": Quality(row["quality"])})
+        for table in store.reading_batches(query, rows=17)
+        for row in table.to_pylist()
+    ]
+    assert got == expected_readings(readings, query)
+    assert got
+
+
+def test_reading_batches_need_a_range(store: DuckDBStore) -> None:
+    with pytest.raises(BadQuery):
+        next(store.reading_batches(ReadingQuery(trial=TRIAL, start=at(0)), rows=10))
+    with pytest.raises(BadQuery):
+        next(store.reading_batches(ReadingQuery(trial=TRIAL, start=at(0), end=at(1)), rows=0))
