@@ -277,6 +277,16 @@ def grid_of_rows(
     heads = np.flatnonzero(head)
     found = [(str(measurement[i]), None if device is None else str(device[i])) for i in heads.tolist()]
     ordered = sorted(set(found) | set(series), key=lambda s: (s[0], s[1] or ""))
+    names = value_names(query)
+    if found == ordered and rows == len(ordered) * len(starts):
+        # Each series has a row for every bucket (its rows are distinct buckets of the grid), so the
+        # rows are the grid: nothing to spread, the columns are used as they are.
+        return BucketGrid(
+            starts_us=starts,
+            series=ordered,
+            count=count.astype(np.int64, copy=False),
+            values={name: np.ma.filled(values[name], np.nan) for name in names},
+        )
     index = {s: i for i, s in enumerate(ordered)}
     row_series = np.repeat(
         np.array([index[s] for s in found], dtype=np.int64), np.diff(np.append(heads, rows))
@@ -286,7 +296,7 @@ def grid_of_rows(
     counts = np.zeros(cells, dtype=np.int64)
     counts[cell] = count
     grid_values: dict[str, npt.NDArray[np.float64]] = {}
-    for name in value_names(query):
+    for name in names:
         filled = np.full(cells, np.nan)
         filled[cell] = np.ma.filled(values[name], np.nan)
         grid_values[name] = filled

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 
 from midika.errors import BadQuery, StoreError
@@ -24,7 +25,7 @@ from midika.store.base import (
     WriteResult,
 )
 from midika.store.duckdb import DuckDBStore
-from tests.store.contract import StoreContract, read_all, read_all_events
+from tests.store.contract import StoreContract, assert_same_buckets, read_all, read_all_events
 from tests.store.samples import (
     T0,
     TRIAL,
@@ -262,3 +263,23 @@ def test_reading_batches_need_a_range(store: DuckDBStore) -> None:
         next(store.reading_batches(ReadingQuery(trial=TRIAL, start=at(0)), rows=10))
     with pytest.raises(BadQuery):
         next(store.reading_batches(ReadingQuery(trial=TRIAL, start=at(0), end=at(1)), rows=0))
+
+
+@pytest.mark.parametrize(
+    ("devices", "dense"),
+    [(["buoy-1"], True), (["buoy-1", "buoy-3"], True), (["buoy-2"], False), (None, False)],
+    ids=["one device", "two devices", "a silent half hour", "all devices"],
+)
+def test_dense_and_sparse_grids_hold_every_bucket(
+    store: DuckDBStore, devices: list[str] | None, dense: bool
+) -> None:
+    # A grid whose every bucket has readings is taken from the rows as they are; one with empty
+    # buckets is spread cell by cell. Both must hold what the readings say, bucket for bucket.
+    readings = sample_readings()
+    assert store.write_readings(readings).written == len(readings)
+    query = AggregateQuery(
+        trial=TRIAL, start=T0, end=T0 + timedelta(hours=2), bucket=timedelta(minutes=10), devices=devices
+    )
+    grid = store.aggregate_grid(query)
+    assert bool(np.all(grid.count > 0)) is dense
+    assert_same_buckets(grid.buckets(), expected_buckets(readings, query))
