@@ -47,7 +47,7 @@ from api.schemas import (
 from midika.models.records import Quality, Reading
 from midika.models.trial import Trial
 from midika.store import buckets
-from midika.store.base import MONTH, AggregateQuery, InProcess, ReadingQuery, Store
+from midika.store.base import MONTH, AggregateQuery, ReadingQuery, Store
 
 DEFAULT_FUNCTIONS = (AggregateFunction.MEAN, AggregateFunction.MIN, AggregateFunction.MAX)
 INLINE_READINGS = 1_000_000  # an aggregate expected to read more runs in a worker thread (see _short)
@@ -170,9 +170,11 @@ def _short(store: Store, trial: Trial, query: AggregateQuery, series: list[bucke
     tenth of a one-device week (~5 ms). An in-process store scanning under INLINE_READINGS (the
     trial's devices read a window of time together; about 10 ms of DuckDB there) and a body of
     under INLINE_CELLS (~2 ms) hold the loop less than that costs other requests in a thread pool
-    on two cores. A store across the network always waits in a thread.
+    on two cores. A store across the network always waits in a thread (only base.InProcess stores,
+    such as DuckDB, are run on the loop).
     """
-    if not isinstance(store, InProcess):
+    # The class's marker, not isinstance(store, InProcess): a protocol check costs ~15 µs on 3.11.
+    if getattr(type(store), "in_process", False) is not True:
         return False
     cells = buckets.bucket_count(query) * len(series)
     expected = catalog(trial).readings_per_s * (query.end - query.start).total_seconds()
