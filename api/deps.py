@@ -17,7 +17,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from api.auth import current_key
+from api.auth import authorize, current_key
 from api.errors import ApiError
 from api.schemas import ErrorDetail
 from midika.keys import KeyRing
@@ -124,22 +124,30 @@ def resolve_trial(trials: TrialSource, trial_id: str, location: str) -> Trial:
     return trial
 
 
+# These take the request rather than TrialsDep: each dependency level costs FastAPI ~15-30 µs.
 async def trial_from_path(
-    trials: TrialsDep, trial: Annotated[str, Path(description="trial id, as listed by /api/v1/trials")]
+    request: Request, trial: Annotated[str, Path(description="trial id, as listed by /api/v1/trials")]
 ) -> Trial:
     """The trial named in the path; 404 listing the known ones if there is none."""
-    return resolve_trial(trials, trial, "path")
+    return resolve_trial(VisibleTrials(_services(request).trials, request), trial, "path")
 
 
 async def trial_from_query(
-    trials: TrialsDep, trial: Annotated[str, Query(description="trial id, as listed by /api/v1/trials")]
+    request: Request, trial: Annotated[str, Query(description="trial id, as listed by /api/v1/trials")]
 ) -> Trial:
     """The trial named by the `trial` query parameter; 404 listing the known ones if there is none."""
-    return resolve_trial(trials, trial, "query")
+    return resolve_trial(VisibleTrials(_services(request).trials, request), trial, "query")
 
 
 PathTrial = Annotated[Trial, Depends(trial_from_path)]
 QueryTrial = Annotated[Trial, Depends(trial_from_query)]
+
+
+async def check_request(request: Request) -> None:
+    """What every route checks first: the key (`api.auth.authorize`), then the parameters' names."""
+    # One dependency rather than two: each costs FastAPI ~15-30 µs a request.
+    await authorize(request)
+    await reject_unknown_parameters(request)
 
 
 async def reject_unknown_parameters(request: Request) -> None:
