@@ -18,7 +18,8 @@ Builds `--readings` readings (default 25 million: 100 devices × 2 measurements,
 The store runs with `--memory-limit` (MIDIKA_DUCKDB_MEMORY_LIMIT in production), default 256MB.
 
 Prints one JSON document. Run: `.venv/bin/python -m bench.query [--readings N] [--runs N]`.
-Targets (issue 6): device_7d_1h p95 < 50 ms; API/direct < 1.5; CSV > 500,000 rows/s; RSS < 300 MB.
+Targets (issue 6): device_7d_1h p95 < 50 ms; API/direct < 1.5 at p50 and p95; CSV > 500,000 rows/s;
+RSS < 300 MB.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ async def _measure_health(app: Any, store: DuckDBStore, *, runs: int) -> dict[st
     """GET /health through the app, next to the device-state scan it used to probe the store with."""
 
     async def health() -> None:
-        status = await _asgi_get(app, "/api/v1/health", {}, key="", body=lambda _: None)
+        status = await _asgi_get(app, "/api/v1/health", "", key="", body=lambda _: None)
         assert status == 200, status
 
     async def device_states() -> None:
@@ -250,11 +251,14 @@ async def _measure_case(
     path = "/api/v1/readings/aggregate"
     chunks: list[bytes] = []
 
+    # Encoded once, as a server receives it: encoding the query string is the client's work.
+    query = urlencode(params)
+
     async def api() -> None:
         # The app called as a server calls it: httpx's own work (URL parsing, cookies, the response
         # object) is a client's cost, ~0.5 ms a request here, not the API's.
         chunks.clear()
-        status = await _asgi_get(app, path, params, key=key, body=chunks.append)
+        status = await _asgi_get(app, path, query, key=key, body=chunks.append)
         assert status == 200, b"".join(chunks)
 
     async def api_httpx() -> None:
@@ -305,7 +309,7 @@ async def export_once(path: Path, readings: int, data_dir: Path, memory_limit: s
         lines += chunk.count(b"\n")
 
     began = time.perf_counter()
-    status = await _asgi_get(app, "/api/v1/export", params, key=key, body=count)
+    status = await _asgi_get(app, "/api/v1/export", urlencode(params), key=key, body=count)
     assert status == 200, status
     seconds = time.perf_counter() - began
     rss_peak = peak_rss_mb()  # before DuckDB's own COPY below, which is not the export's
@@ -335,9 +339,7 @@ async def export_once(path: Path, readings: int, data_dir: Path, memory_limit: s
     }
 
 
-async def _asgi_get(
-    app: Any, path: str, params: dict[str, str], *, key: str, body: Callable[[bytes], None]
-) -> int:
+async def _asgi_get(app: Any, path: str, query: str, *, key: str, body: Callable[[bytes], None]) -> int:
     """GET `path` from the ASGI `app`, handing each body chunk to `body` as it is sent; the status.
 
     httpx's ASGITransport collects the whole body before it returns (90 MB here), which would count
@@ -354,7 +356,7 @@ async def _asgi_get(
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": urlencode(params).encode(),
+        "query_string": query.encode(),
         "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())],
         "client": ("127.0.0.1", 50000),
         "server": ("bench", 80),
@@ -434,7 +436,10 @@ def main() -> None:
             "targets": {
                 "device_7d_1h_p95_under_50ms": queries["device_7d_1h"]["api"]["p95_ms"] < 50,
                 "api_overhead_under_1.5x": all(
-                    q["overhead_p50"] < 1.5 for name, q in queries.items() if name != "health"
+                    q[f"overhead_{at}"] < 1.5
+                    for name, q in queries.items()
+                    if name != "health"
+                    for at in ("p50", "p95")
                 ),
                 "csv_over_500k_readings_per_s": export["readings_per_s"] > 500_000,
                 "export_peak_rss_under_300mb": export["peak_rss_mb"] < 300,
