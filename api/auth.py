@@ -8,10 +8,11 @@ Trial grants are checked where the trial is resolved (`api.deps`), so a route ca
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from api.errors import ApiError
 from midika.keys import ApiKey, KeyRing, Role
@@ -41,10 +42,15 @@ _BEARER = "bearer "
 
 def route_role(route: APIRoute, prefix: str) -> Role | None:
     """The role `route` needs; LookupError if the table does not name it."""
-    path = route.path.removeprefix(prefix)
-    if path not in ROUTE_ROLES:
-        raise LookupError(f"route {route.path} has no entry in api.auth.ROUTE_ROLES")
-    return ROUTE_ROLES[path]
+    return path_role(route.path, prefix)
+
+
+def path_role(path: str, prefix: str) -> Role | None:
+    """The role a route at `path` (with or without `prefix`) needs; LookupError if not in the table."""
+    key = path.removeprefix(prefix)
+    if key not in ROUTE_ROLES:
+        raise LookupError(f"route {path} has no entry in api.auth.ROUTE_ROLES")
+    return ROUTE_ROLES[key]
 
 
 def _key_ring(request: Request) -> KeyRing:
@@ -89,21 +95,25 @@ def _unauthorized(message: str) -> ApiError:
 
 
 def document_roles(app: FastAPI, prefix: str) -> None:
-    """Put each route's role into its OpenAPI operation, and the bearer scheme into components."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path.startswith(prefix):
-            role = route_role(route, prefix)
-            extra: dict[str, Any] = {"x-midika-role": "public" if role is None else role.value}
-            if role is not None:
-                extra["security"] = [{SECURITY_SCHEME: []}]
-                route.description = f"{route.description}\n\nNeeds a key with role **{role}** or above."
-            route.openapi_extra = extra
+    """Check that every API route has a role (LookupError if not); put the roles into /openapi.json.
+
+    The roles go into the generated document rather than onto the routes: FastAPI (0.165) keeps
+    included routers as such in `app.routes` and builds its own copies of their routes, so a
+    change to a route after `include_router` never reaches the document.
+    """
+    for context in iter_route_contexts(app.routes):
+        path = context.path_format
+        if isinstance(context.original_route, APIRoute) and path is not None and path.startswith(prefix):
+            path_role(path, prefix)
 
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith(prefix):
+                    _document(operations.values(), path_role(path, prefix))
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes[SECURITY_SCHEME] = {
                 "type": "http",
@@ -114,3 +124,13 @@ def document_roles(app: FastAPI, prefix: str) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document(operations: Iterable[dict[str, Any]], role: Role | None) -> None:
+    for operation in operations:
+        operation["x-midika-role"] = "public" if role is None else role.value
+        if role is not None:
+            operation["security"] = [{SECURITY_SCHEME: []}]
+            needs = f"Needs a key with role **{role.value}** or above."
+            described = operation.get("description")
+            operation["description"] = f"{described}\n\n{needs}" if described else needs

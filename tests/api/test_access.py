@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from api.app import API_PREFIX, create_app
-from api.auth import ROUTE_ROLES
+from api.auth import ROUTE_ROLES, document_roles
 from devices.registry import Registry
 from midika.keys import WILDCARD, ApiKey, KeyRing, Role, ensure_local_admin_key
 from midika.models.trial import Trial
@@ -117,6 +117,26 @@ def test_every_route_has_a_role_and_every_role_a_route(app: FastAPI) -> None:
     assert routes == set(ROUTE_ROLES)
     public = {path for path, role in ROUTE_ROLES.items() if role is None}
     assert public == {"/health"}
+
+
+def test_the_openapi_document_states_every_routes_role(app: FastAPI) -> None:
+    paths = app.openapi()["paths"]
+    for path, method in api_routes(app):
+        operation = paths[path][method.lower()]
+        role = ROUTE_ROLES[path.removeprefix(API_PREFIX)]
+        assert operation["x-midika-role"] == ("public" if role is None else role.value), path
+        assert ("security" in operation) == (role is not None), path
+        if role is not None:
+            assert f"role **{role.value}**" in operation["description"], path
+
+
+def test_an_app_with_a_route_missing_from_the_table_is_refused() -> None:
+    router = APIRouter()
+    router.add_api_route("/unlisted", lambda: None)
+    app = FastAPI()
+    app.include_router(router, prefix=API_PREFIX)
+    with pytest.raises(LookupError, match="/api/v1/unlisted"):
+        document_roles(app, API_PREFIX)
 
 
 async def test_every_route_role_and_trial(
