@@ -236,7 +236,16 @@ class DeviceFaults:
         if rng.random() >= f.rate:
             return [r]
         again = Record(r.time_ms + int(rng.integers(1000, 10_000)), r.kind, r.ts_ms, r.body, r.batch)
+        if self._off_link(again.time_ms):
+            return [r]  # the retry would fall after the link went down: a dead device resends nothing
         return [r, again, self._fault_record(i, again.time_ms, {"of": _iso(r.ts_ms), "kind": r.kind})]
+
+    def _off_link(self, time_ms: int) -> bool:
+        """Whether an outage or the battery's death has cut the device off at `time_ms`."""
+        return any(
+            f.kind in (FaultKind.OUTAGE, FaultKind.BATTERY_DEATH) and begin <= time_ms < end
+            for f, (begin, end) in zip(self.faults, self._windows, strict=True)
+        )
 
     def _silenced(self, i: int, f: Fault, r: Record, *, inside: bool) -> bool:
         """Whether the record is never received: lost in a dropout, or the device is off."""

@@ -118,6 +118,29 @@ def test_battery_death_and_storms_are_link_actions(goto: Trial) -> None:
     assert 3 <= len(storm) <= 25
 
 
+def test_a_device_cut_off_sends_no_retry_after_its_link_went_down(onjuku: Trial) -> None:
+    # A retry goes out 1-10 s after its first try; one that fell after the battery's death (or in
+    # an outage) woke the dead device up again: the stack test then saw it say goodbye.
+    faults = (
+        Fault(kind=FaultKind.DUPLICATES, rate=0.5),
+        Fault(kind=FaultKind.BATTERY_DEATH, devices=("onjuku-cam-01",), at_s=1800),
+        Fault(kind=FaultKind.OUTAGE, devices=("onjuku-cam-02",), at_s=600, for_s=600, batch=7),
+    )
+    for offset_ms in range(0, 60_000, 1_700):  # where the retries fall against the cuts varies
+        start = AUGUST + timedelta(milliseconds=offset_ms)
+        stream = list(messages(onjuku, 4, start, start + timedelta(hours=1), faults=faults))
+        dead = start + timedelta(seconds=1800)
+        assert not [
+            m for m in stream if m.device == "onjuku-cam-01" and m.kind in ("up", "evt") and m.time >= dead
+        ]
+        away = (start + timedelta(seconds=600), start + timedelta(seconds=1200))
+        assert not [
+            m
+            for m in stream
+            if m.device == "onjuku-cam-02" and m.kind == "up" and away[0] <= m.time < away[1]
+        ]
+
+
 @pytest.mark.parametrize("path", sorted(SCENARIOS_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_scenarios_load_and_replay_exactly(path: Path) -> None:
     scenario, trial = load_scenario(path, TRIALS)
