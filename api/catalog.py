@@ -27,7 +27,6 @@ class TrialCatalog:
     event_types: tuple[str, ...]  # of every profile, sorted
     site_of: Mapping[str, str]  # device -> its site
     numeric_of: Mapping[str, tuple[str, ...]]  # device -> its profile's measurements that are not text
-    readings_per_s: float  # of all devices together, as their profiles' periods declare
 
 
 _catalogs: dict[int, tuple[Trial, TrialCatalog]] = {}
@@ -61,5 +60,4 @@ def _build(trial: Trial) -> TrialCatalog:
             d.id: tuple(m.name for m in profiles[d.profile].measurements if m.type is not ValueType.STR)
             for d in trial.devices
         },
-        readings_per_s=sum(1.0 / m.period_s for d in trial.devices for m in profiles[d.profile].measurements),
     )

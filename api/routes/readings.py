@@ -8,10 +8,8 @@ from typing import Annotated
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
-from api.catalog import catalog
 from api.deps import QueryTrial, StoreDep
 from api.errors import bad_parameter, error_responses
 from api.params import (
@@ -45,13 +43,10 @@ from api.schemas import (
     quality_names,
 )
 from midika.models.records import Quality, Reading
-from midika.models.trial import Trial
 from midika.store import buckets
-from midika.store.base import MONTH, AggregateQuery, ReadingQuery, Store
+from midika.store.base import MONTH, AggregateQuery, ReadingQuery
 
 DEFAULT_FUNCTIONS = (AggregateFunction.MEAN, AggregateFunction.MIN, AggregateFunction.MAX)
-INLINE_READINGS = 1_000_000  # an aggregate expected to read more runs in a worker thread (see _short)
-INLINE_CELLS = 5_000  # likewise for one with more buckets to write
 
 router = APIRouter(prefix="/readings", tags=["readings"], responses=error_responses(400, 404, 503))
 
@@ -119,7 +114,7 @@ PercentileParam = Annotated[
 @router.get(
     "/aggregate", summary="Time-bucketed aggregates, every bucket reported", response_model=AggregateResult
 )
-async def aggregate_readings(
+def aggregate_readings(
     store: StoreDep,
     trial: QueryTrial,
     start: Annotated[Rfc3339, Query(description="inclusive start, RFC 3339")],
@@ -158,35 +153,11 @@ async def aggregate_readings(
     # The store reports series with data; the trial says which others exist: their buckets are empty.
     series = aggregate_series(trial, query)
     check_aggregate_size(query, series)
-    if _short(store, trial, query, series):
-        return _aggregate(store, query, series)
-    return await run_in_threadpool(_aggregate, store, query, series)
-
-
-def _short(store: Store, trial: Trial, query: AggregateQuery, series: list[buckets.Series]) -> bool:
-    """Whether the aggregate is answered on the event loop rather than in a worker thread.
-
-    A worker thread costs two thread wake-ups, 0.3-0.6 ms on the 2-core VM of bench/query.py: a
-    tenth of a one-device week (~5 ms). An in-process store scanning under INLINE_READINGS (the
-    trial's devices read a window of time together; about 10 ms of DuckDB there) and a body of
-    under INLINE_CELLS (~2 ms) hold the loop less than that costs other requests in a thread pool
-    on two cores. A store across the network always waits in a thread (only base.InProcess stores,
-    such as DuckDB, are run on the loop).
-    """
-    # The class's marker, not isinstance(store, InProcess): a protocol check costs ~15 µs on 3.11.
-    if getattr(type(store), "in_process", False) is not True:
-        return False
-    cells = buckets.bucket_count(query) * len(series)
-    expected = catalog(trial).readings_per_s * (query.end - query.start).total_seconds()
-    return cells <= INLINE_CELLS and expected <= INLINE_READINGS
-
-
-def _aggregate(store: Store, query: AggregateQuery, series: list[buckets.Series]) -> Response:
     grid = buckets.aggregate_grid(store, query, series=series)
     body = aggregate_body(
-        bucket="month" if query.bucket == MONTH else _bucket_name(query.bucket),
-        bucket_seconds=None if query.bucket == MONTH else int(query.bucket.total_seconds()),
-        timezone=query.timezone,
+        bucket="month" if bucket == MONTH else _bucket_name(bucket),
+        bucket_seconds=None if bucket == MONTH else int(bucket.total_seconds()),
+        timezone=trial.timezone,
         functions=buckets.value_names(query),
         grid=grid,
         ends_us=_bucket_ends_us(query, grid.starts_us),

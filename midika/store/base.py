@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Generic, Literal, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -259,14 +259,3 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
         ...
-
-
-@runtime_checkable
-class InProcess(Protocol):
-    """A store that answers from this process's memory and local files, never across a network.
-
-    The API may run a short query of such a store on its event loop: waiting on it is computing,
-    not waiting on a server that may be slow to answer.
-    """
-
-    in_process: Literal[True]

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -132,8 +132,6 @@ class DuckDBStore:
     `memory_limit` ("256MB") caps DuckDB's cache of the file and its working memory; None keeps
     DuckDB's default, 80% of RAM, which a long-running API fills with cached blocks.
     """
-
-    in_process: Literal[True] = True  # base.InProcess: the API may answer a short query on its loop
 
     def __init__(self, *, path: Path | str, memory_limit: str | None = None) -> None:
         self._path = str(path)

@@ -6,20 +6,17 @@ The test trial "alpha" runs in Asia/Tokyo (the default), so buckets align to JST
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
-from api.routes.readings import _short
-from midika.store.base import AggregateQuery, InProcess, Store
 from midika.timeutil import to_rfc3339
-from tests.api.conftest import ALPHA, HOURS, T0, Seed
+from tests.api.conftest import HOURS, T0, Seed
 
 pytestmark = pytest.mark.anyio
 
@@ -247,27 +244,3 @@ async def test_start_and_end_are_required(client: AsyncClient) -> None:
     assert "query parameter 'start': is required" in error["message"]
     assert "query parameter 'end': is required" in error["message"]
     assert {d["parameter"] for d in error["details"]} == {"start", "end"}
-
-
-@pytest.mark.parametrize("inline_readings", [0, 10**12], ids=["in a worker thread", "on the event loop"])
-async def test_both_ways_of_running_answer_the_same(
-    client: AsyncClient, seed: Seed, monkeypatch: pytest.MonkeyPatch, inline_readings: int
-) -> None:
-    monkeypatch.setattr("api.routes.readings.INLINE_READINGS", inline_readings)
-    params = {"trial": "alpha", **WINDOW, "bucket": "1h", "measurement": ["water_temp", "wave_height"]}
-    response = await client.get(URL, params={**params, "site": "offshore"})
-    assert response.status_code == 200, response.text
-    _same(_got(response.json()), _expected(seed, bucket=timedelta(hours=1), series=BUOYS))
-
-
-def test_only_short_aggregates_of_an_in_process_store_run_on_the_loop(store: Store) -> None:
-    end = T0 + timedelta(hours=HOURS)
-    query = AggregateQuery(trial="alpha", start=T0, end=end, bucket=timedelta(hours=1), timezone="Asia/Tokyo")
-    series: list[tuple[str, str | None]] = [("water_temp", "buoy-1")]
-    assert isinstance(store, InProcess)
-    assert _short(store, ALPHA, query, series)
-    assert not _short(store, ALPHA, dataclasses.replace(query, end=T0 + timedelta(days=3650)), series)
-    assert not _short(store, ALPHA, dataclasses.replace(query, bucket=timedelta(minutes=1)), series * 100)
-
-    remote = cast(Store, object())  # any store not marked in-process, such as InfluxDB
-    assert not _short(remote, ALPHA, query, series)
