@@ -241,18 +241,24 @@ class DeviceFaults:
         return [r, again, self._fault_record(i, again.time_ms, {"of": _iso(r.ts_ms), "kind": r.kind})]
 
     def _off_link(self, time_ms: int) -> bool:
-        """Whether an outage or the battery's death has cut the device off at `time_ms`."""
-        return any(
-            f.kind in (FaultKind.OUTAGE, FaultKind.BATTERY_DEATH) and begin <= time_ms < end
-            for f, (begin, end) in zip(self.faults, self._windows, strict=True)
-        )
+        """Whether some fault has the device off or its link down at `time_ms`."""
+        return any(self._off(i, f, time_ms) for i, f in enumerate(self.faults))
+
+    def _off(self, i: int, f: Fault, time_ms: int) -> bool:
+        """Whether fault `i` has the device off or its link down (an outage, its death, the night)."""
+        begin, end = self._windows[i]
+        if not begin <= time_ms < end:
+            return False
+        if f.kind is FaultKind.NIGHTLY_OUTAGE:
+            return self._night(f, time_ms)
+        return f.kind in (FaultKind.OUTAGE, FaultKind.BATTERY_DEATH)
 
     def _silenced(self, i: int, f: Fault, r: Record, *, inside: bool) -> bool:
         """Whether the record is never received: lost in a dropout, or the device is off."""
         if f.kind is FaultKind.DROPOUTS:
             return self._in_gap(i, r.time_ms)  # the device counted it (seq), nobody received it
         if f.kind is FaultKind.NIGHTLY_OUTAGE:
-            return self._night(f, r.time_ms) and inside
+            return self._off(i, f, r.time_ms)
         if f.kind in (FaultKind.OUTAGE, FaultKind.BATTERY_DEATH) and inside:
             buffer = self._states[i].buffer
             # A retry of a record already held is not held twice (one batch must not repeat a reading).

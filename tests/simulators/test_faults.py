@@ -120,11 +120,13 @@ def test_battery_death_and_storms_are_link_actions(goto: Trial) -> None:
 
 def test_a_device_cut_off_sends_no_retry_after_its_link_went_down(onjuku: Trial) -> None:
     # A retry goes out 1-10 s after its first try; one that fell after the battery's death (or in
-    # an outage) woke the dead device up again: the stack test then saw it say goodbye.
+    # an outage, or at night) woke the dead device up again: the stack test then saw it say goodbye.
     faults = (
         Fault(kind=FaultKind.DUPLICATES, rate=0.5),
         Fault(kind=FaultKind.BATTERY_DEATH, devices=("onjuku-cam-01",), at_s=1800),
         Fault(kind=FaultKind.OUTAGE, devices=("onjuku-cam-02",), at_s=600, for_s=600, batch=7),
+        # Off from 09:15 to 09:30 in Tokyo: 15 to 30 minutes into a run that starts at 00:00 UTC.
+        Fault(kind=FaultKind.NIGHTLY_OUTAGE, devices=("onjuku-cam-03",), from_hour=9.25, to_hour=9.5),
     )
     for offset_ms in range(0, 60_000, 1_700):  # where the retries fall against the cuts varies
         start = AUGUST + timedelta(milliseconds=offset_ms)
@@ -138,6 +140,12 @@ def test_a_device_cut_off_sends_no_retry_after_its_link_went_down(onjuku: Trial)
             m
             for m in stream
             if m.device == "onjuku-cam-02" and m.kind == "up" and away[0] <= m.time < away[1]
+        ]
+        night = (AUGUST + timedelta(minutes=15), AUGUST + timedelta(minutes=30))
+        assert not [
+            m
+            for m in stream
+            if m.device == "onjuku-cam-03" and m.kind == "up" and night[0] <= m.time < night[1]
         ]
 
 
