@@ -387,9 +387,7 @@ class _AuthFirstBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inf
                 continue
             for target_session, sub_qos in list(subscriptions):
                 qos = broadcast.get("qos", sub_qos)
-                if not await self._topic_filtering(
-                    target_session, topic=broadcast["topic"], action=Action.RECEIVE
-                ):
+                if not await self._topic_filtering(target_session, topic=topic, action=Action.RECEIVE):
                     continue
                 connected = target_session.transitions.state == "connected"
                 if (
@@ -398,7 +396,7 @@ class _AuthFirstBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inf
                     and qos in (QOS_1, QOS_2)
                     and not target_session.is_anonymous
                 ):
-                    await self._retain_broadcast_message(broadcast, qos, target_session)  # for its return
+                    await self._retain_broadcast_message(broadcast, qos, target_session)  # until it returns
                     continue
                 handler = self._get_handler(target_session) if connected else None
                 if handler:

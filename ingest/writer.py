@@ -81,11 +81,12 @@ class _Batch:
     def messages(self) -> int:
         return len(self.raw)
 
-    def add(self, outcome: Accepted | Rejected, message: RawMessage, ack: int | None) -> None:
-        self.raw.append(message)
-        if ack is not None:
-            self.acks.append(ack)
-        self.size += _records(outcome)
+    def add(self, item: _Item) -> None:
+        outcome = item.outcome
+        self.raw.append(item.message)
+        if item.ack is not None:
+            self.acks.append(item.ack)
+        self.size += item.size
         if isinstance(outcome, Rejected):
             self.quarantine.append(outcome.quarantine)
             return
@@ -233,7 +234,7 @@ class BatchWriter:
             if items:
                 batch = _Batch()
                 for item in items:
-                    batch.add(item.outcome, item.message, item.ack)
+                    batch.add(item)
                 self._flush(batch)
             elif closing:
                 return  # everything put before stop() is written (or held for the broker)
@@ -335,7 +336,8 @@ class BatchWriter:
         batch = _Batch()
         index = replay.next
         while index < len(messages) and batch.size < self._limit:
-            batch.add(self._judge(messages[index]), messages[index], None)
+            outcome = self._judge(messages[index])
+            batch.add(_Item(outcome, messages[index], None, _records(outcome)))
             index += 1
         try:
             counts, quarantined = self._write(batch)
