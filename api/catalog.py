@@ -8,10 +8,11 @@ new object, so the lookups are kept per trial object: a changed trial gets its o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
+from midika.identity_cache import IdentityCache
 from midika.models.trial import Trial, ValueType
 
 MAX_TRIALS = 256  # catalogs kept; the oldest goes first (a registry reload leaves its old ones)
@@ -29,25 +30,6 @@ class TrialCatalog:
     numeric_of: Mapping[str, tuple[str, ...]]  # device -> its profile's measurements that are not text
 
 
-_catalogs: dict[int, tuple[Trial, TrialCatalog]] = {}
-_lock = threading.Lock()
-
-
-def catalog(trial: Trial) -> TrialCatalog:
-    """The catalog of `trial`, built on first use."""
-    # Keyed by identity: hashing a frozen model hashes every device of it. The entry holds the
-    # trial itself, so its id cannot be reused by another object while the entry exists.
-    entry = _catalogs.get(id(trial))
-    if entry is not None and entry[0] is trial:
-        return entry[1]
-    built = _build(trial)
-    with _lock:
-        while len(_catalogs) >= MAX_TRIALS:
-            del _catalogs[next(iter(_catalogs))]
-        _catalogs[id(trial)] = (trial, built)
-    return built
-
-
 def _build(trial: Trial) -> TrialCatalog:
     profiles = {p.id: p for p in trial.profiles}
     return TrialCatalog(
@@ -61,3 +43,6 @@ def _build(trial: Trial) -> TrialCatalog:
             for d in trial.devices
         },
     )
+
+
+catalog: Final = IdentityCache(_build, max_entries=MAX_TRIALS)  # the catalog of a trial, built on first use

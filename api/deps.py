@@ -11,7 +11,7 @@ trials in memory).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Final, Protocol
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from api.auth import authorize, current_key
 from api.errors import ApiError
 from api.schemas import ErrorDetail
+from midika.identity_cache import IdentityCache
 from midika.keys import KeyRing
 from midika.models.trial import Trial
 from midika.settings import Settings
@@ -173,20 +174,15 @@ async def reject_unknown_parameters(request: Request) -> None:
         )
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    # Routes live as long as their routers (module-level), so the walk is done once per route. The
-    # entry holds the route, so its id cannot be reused while the entry exists.
-    cached = _QUERY_NAMES.get(id(route))
-    if cached is not None and cached[0] is route:
-        return cached[1]
+def _walk_query_names(route: APIRoute) -> frozenset[str]:
     names: set[str] = set()
     pending: list[Dependant] = [route.dependant]
     while pending:
         dependant = pending.pop()
         names.update(field.alias for field in dependant.query_params)
         pending.extend(dependant.dependencies)
-    _QUERY_NAMES[id(route)] = (route, frozenset(names))
-    return _QUERY_NAMES[id(route)][1]
+    return frozenset(names)
 
 
-_QUERY_NAMES: dict[int, tuple[APIRoute, frozenset[str]]] = {}
+# Routes live as long as their routers (module-level): each is walked once.
+_query_names: Final = IdentityCache(_walk_query_names, max_entries=1024)

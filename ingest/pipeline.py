@@ -17,6 +17,7 @@ from devices.contract import InvalidTopic, Kind, Topic
 from ingest import checks, senml, validate
 from ingest.decode import decode
 from ingest.errors import Invalid
+from midika.identity_cache import IdentityCache
 from midika.models.records import (
     Event,
     QuarantineReason,
@@ -149,19 +150,11 @@ def _reject(
     )
 
 
-# Trials are immutable and the registry hands out the same object until it reloads, so the
-# device → profile index is built once per Trial object (looked up by identity, checked by `is`).
-_INDEX_CACHE: dict[int, tuple[Trial, dict[str, checks.ProfileIndex]]] = {}
-_INDEX_CACHE_MAX = 256
-
-
-def _profiles(trial: Trial) -> dict[str, checks.ProfileIndex]:
-    cached = _INDEX_CACHE.get(id(trial))
-    if cached is not None and cached[0] is trial:
-        return cached[1]
+def _index(trial: Trial) -> dict[str, checks.ProfileIndex]:
     by_profile = {profile.id: checks.ProfileIndex(profile) for profile in trial.profiles}
-    devices = {device.id: by_profile[device.profile] for device in trial.devices}
-    if len(_INDEX_CACHE) >= _INDEX_CACHE_MAX:
-        _INDEX_CACHE.clear()
-    _INDEX_CACHE[id(trial)] = (trial, devices)
-    return devices
+    return {device.id: by_profile[device.profile] for device in trial.devices}
+
+
+# The registry hands out the same Trial object until it reloads: the device → profile index is
+# built once per object.
+_profiles: Final = IdentityCache(_index, max_entries=256)
