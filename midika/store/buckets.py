@@ -131,14 +131,9 @@ def bucket_count(query: AggregateQuery) -> int:
 
 def bucket_starts(query: AggregateQuery) -> list[datetime]:
     """The start of every bucket overlapping [start, end), in order (UTC)."""
-    if query.start >= query.end:
-        return []
-    if query.bucket == MONTH:
+    if query.bucket == MONTH and query.start < query.end:
         return month_starts(query)[:-1]
-    assert isinstance(query.bucket, timedelta)
-    width = query.bucket // timedelta(microseconds=1)
-    first = _floor(to_us(query.start), width, phase_us(query))
-    return [from_us(first + i * width) for i in range(bucket_count(query))]
+    return [from_us(us) for us in grid_starts_us(query).tolist()]
 
 
 def floor_us(ts_us: int, query: AggregateQuery) -> int:
@@ -240,7 +235,7 @@ def grid_of(query: AggregateQuery, found: Iterable[Bucket], *, series: Iterable[
     names = value_names(query)
     ordered = list(dict.fromkeys((b.measurement, b.device) for b in cells))
     return BucketGrid(
-        starts_us=np.array([to_us(s) for s in bucket_starts(query)], dtype=np.int64),
+        starts_us=grid_starts_us(query),
         series=ordered,
         count=np.array([b.count for b in cells], dtype=np.int64),
         # None becomes NaN: the grid's null.
