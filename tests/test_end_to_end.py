@@ -52,25 +52,26 @@ def _api(platform: Platform) -> httpx.Client:
     return httpx.Client(timeout=30.0, headers={"Authorization": f"Bearer {platform.admin_key}"})
 
 
-def _api_readings(platform: Platform, trial: str) -> dict[Key, float | None]:
-    """Every reading of `trial`, walking the API's pages."""
-    api_url = platform.api_url
-    found: dict[Key, float | None] = {}
-    url: str | None = f"{api_url}/api/v1/readings?trial={trial}&limit=5000"
+def api_items(platform: Platform, path: str) -> Iterator[dict[str, Any]]:
+    """Every item of an API listing (`path` with its query), walking the pages it links."""
+    url: str | None = platform.api_url + path
     with _api(platform) as http:
         while url is not None:
             response = http.get(url)
             assert response.status_code == 200, response.text
             body = response.json()
-            for item in body["items"]:
-                key = (item["device"], item["measurement"], _iso(datetime.fromisoformat(item["ts"])))
-                assert key not in found, f"reading served twice: {key}"
-                found[key] = item["value"]
-            url = (
-                body["next"]
-                if body["next"] is None or body["next"].startswith("http")
-                else api_url + body["next"]
-            )
+            yield from body["items"]
+            nxt = body["next"]
+            url = nxt if nxt is None or nxt.startswith("http") else platform.api_url + nxt
+
+
+def _api_readings(platform: Platform, trial: str) -> dict[Key, float | None]:
+    """Every reading of `trial`, walking the API's pages; none may be served twice."""
+    found: dict[Key, float | None] = {}
+    for item in api_items(platform, f"/api/v1/readings?trial={trial}&limit=5000"):
+        key = (item["device"], item["measurement"], _iso(datetime.fromisoformat(item["ts"])))
+        assert key not in found, f"reading served twice: {key}"
+        found[key] = item["value"]
     return found
 
 

@@ -1,13 +1,17 @@
-"""Shared fixtures: the shipped trials, and a trial whose profiles the simulator has no model for."""
+"""Shared fixtures: the shipped trials, a trial whose profiles the simulator has no model for, and
+the whole platform for the stack tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import yaml
 
 from midika.models.trial import Trial
+from midika.platform import Platform
+from midika.settings import Settings
 from tests.conftest import REPO
 
 AUGUST = datetime(2026, 8, 1, tzinfo=UTC)
@@ -85,3 +89,15 @@ def novel() -> Trial:
             ],
         }
     )
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The whole platform on its embedded default (broker, ingest, DuckDB, API), one per test module."""
+    data = tmp_path_factory.mktemp("stack")
+    settings = Settings.load(data_dir=data / "data", trials_dir=REPO / "trials", broker_port=0, api_port=0)
+    running = Platform.start(settings)
+    try:
+        yield running
+    finally:
+        running.stop()

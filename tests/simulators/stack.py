@@ -10,7 +10,7 @@ from typing import Any
 
 from midika.platform import Platform
 from simulators.truth import read_truth
-from tests.test_end_to_end import _api, _iso
+from tests.test_end_to_end import _api, _iso, api_items
 
 EventKey = tuple[str, str, str]  # device, type, RFC 3339 time: what the store keeps once
 EventBody = tuple[int | None, dict[str, Any]]  # seq, data
@@ -34,18 +34,10 @@ def truth_events(path: Path) -> dict[EventKey, EventBody]:
 def api_events(platform: Platform, trial: str) -> dict[EventKey, EventBody]:
     """Every event of `trial` the API serves, walking its pages; none may be served twice."""
     found: dict[EventKey, EventBody] = {}
-    url: str | None = f"{platform.api_url}/api/v1/events?trial={trial}&limit=1000"
-    with _api(platform) as http:
-        while url is not None:
-            response = http.get(url)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            for item in body["items"]:
-                key = (item["device"], item["type"], _iso(datetime.fromisoformat(item["ts"])))
-                assert key not in found, f"event served twice: {key}"
-                found[key] = (item["seq"], item["data"])
-            nxt = body["next"]
-            url = nxt if nxt is None or nxt.startswith("http") else platform.api_url + nxt
+    for item in api_items(platform, f"/api/v1/events?trial={trial}&limit=1000"):
+        key = (item["device"], item["type"], _iso(datetime.fromisoformat(item["ts"])))
+        assert key not in found, f"event served twice: {key}"
+        found[key] = (item["seq"], item["data"])
     return found
 
 

@@ -13,7 +13,6 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.simulate import fleet
 from midika.broker_address import BrokerAddress
-from midika.models.trial import Trial
 from midika.platform import Platform
-from midika.settings import Settings
 from midika.timeutil import utcnow
 from simulators.faults import Fault, FaultKind
 from simulators.link import LinkSpec
@@ -33,7 +31,7 @@ from simulators.messages import OFFLINE_WILL, SimMessage
 from simulators.pool import LinkPool
 from simulators.runner import RunSummary, SimulationRunner
 from simulators.truth import read_truth
-from tests.conftest import REPO, free_port
+from tests.conftest import free_port
 from tests.servers import Mosquitto
 from tests.simulators.brokers import Subscriber, mosquitto
 from tests.simulators.conftest import AUGUST
@@ -43,17 +41,6 @@ from tests.test_end_to_end import _assert_same, _served_when_complete, _truth
 pytestmark = pytest.mark.servers
 
 CAM = "onjuku-cam-01"
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    data = tmp_path_factory.mktemp("pooled-stack")
-    settings = Settings.load(data_dir=data / "data", trials_dir=REPO / "trials", broker_port=0, api_port=0)
-    running = Platform.start(settings)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 class StatusWatcher:
@@ -148,36 +135,12 @@ def test_an_outage_goes_offline_by_the_will_comes_back_online_and_loses_nothing(
     assert_same_events(events, events_when_complete(platform, trial.id, len(events)))
 
 
-def fleet(devices: int) -> Trial:
-    """A trial of `devices` identical sensors reading every 10 s."""
-    return Trial.model_validate(
-        {
-            "id": "many",
-            "name": "Many devices",
-            "municipality": {"name": "かほく市", "code": "172090"},
-            "domain": "testing",
-            "sites": [{"id": "field", "name": "Field", "lat": 36.77, "lon": 136.74}],
-            "profiles": [
-                {
-                    "id": "sensor",
-                    "measurements": [
-                        {"name": "air_temperature", "unit": "Cel", "range": [-10, 50], "period_s": 10}
-                    ],
-                }
-            ],
-            "devices": [
-                {"id": f"many-{i:04d}", "profile": "sensor", "site": "field"} for i in range(devices)
-            ],
-        }
-    )
-
-
 def test_more_devices_than_a_thread_each_could_serve(tmp_path: Path) -> None:
     trial = fleet(400)  # a paho thread per device stopped at about 340 (select() and 1,024 descriptors)
     truth_file = tmp_path / "truth.ndjson"
     # The subscriber falls behind 400 devices publishing at once: Mosquitto must queue it all.
     with mosquitto(tmp_path, max_queued_messages=0) as port:
-        subscriber = Subscriber(port, "midika/v1/many/#")
+        subscriber = Subscriber(port, f"midika/v1/{trial.id}/#")
         try:
             runner = SimulationRunner(
                 trial=trial,

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from midika.platform import Platform
-from midika.settings import Settings
 from simulators.faults import Fault, FaultKind
 from simulators.runner import SimulationRunner
 from simulators.truth import read_truth
-from tests.conftest import REPO
 from tests.simulators.stack import assert_same_events, device_status, events_when_complete, truth_events
 from tests.test_end_to_end import _assert_same, _served_when_complete, _truth
 
@@ -34,17 +31,6 @@ WINDOWS = {
     "masuda-bp": timedelta(days=3),
     "kahoku-grape": timedelta(hours=6),
 }
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    data = tmp_path_factory.mktemp("stack")
-    settings = Settings.load(data_dir=data / "data", trials_dir=REPO / "trials", broker_port=0, api_port=0)
-    running = Platform.start(settings)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def faults_for(devices: list[str], window: timedelta) -> list[Fault]:
