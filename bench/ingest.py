@@ -161,12 +161,10 @@ def through_ingest(
     settings: Settings,
     store_file: Path,
     mqtt_version: MqttVersion,
+    registry: Registry,
 ) -> dict[str, Any]:
     """Rate from the first publish until every reading is committed to DuckDB and acknowledged."""
     store = DuckDBStore(path=store_file)
-    registry = Registry.load(
-        trials_dir=settings.trials_dir, state_file=settings.registry_file, iterations=1000
-    )
     worker = IngestWorker(
         store=store, trials=registry, broker=broker, settings=settings, mqtt_version=mqtt_version
     )
@@ -233,7 +231,9 @@ def mosquitto(tmp: Path) -> Iterator[int]:
 def run_broker(
     name: str,
     port: int,
+    version: MqttVersion,
     *,
+    registry: Registry,
     secret: str,
     passwords: dict[str, str],
     work: Path,
@@ -246,11 +246,6 @@ def run_broker(
     device = BrokerAddress(host="127.0.0.1", port=port, username=DEVICE, password=secret)
     ingest = BrokerAddress(host="127.0.0.1", port=port, username=INGEST_USER, password=passwords[INGEST_USER])
     watch = BrokerAddress(host="127.0.0.1", port=port, username=WATCH_USER, password=passwords[WATCH_USER])
-    # The ingest acknowledges a message only once it is durable, a batch later, so it needs an
-    # in-flight window far above Mosquitto's 20 for 3.1.1 clients: on Mosquitto it speaks MQTT 5
-    # and announces its window (Receive Maximum). The like-for-like ceiling is then a bare MQTT 5
-    # subscriber; the 3.1.1 one is measured too, since paho decodes 3.1.1 packets faster.
-    version: MqttVersion = "3.1.1" if name.startswith("embedded") else "5"  # amqtt speaks 3.1.1 only
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in range(repeat):
         runs.setdefault("bare_subscriber", []).append(bare_subscriber(watch, device, single, version))
@@ -262,7 +257,9 @@ def run_broker(
             run_settings = settings.model_copy(update={"ingest_client_id": f"midika-ingest-{kind}-{r}"})
             store_file = work / f"{name}-{kind}-{r}.duckdb"
             runs.setdefault(f"ingest_{kind}", []).append(
-                through_ingest(ingest, device, messages, per_message, run_settings, store_file, version)
+                through_ingest(
+                    ingest, device, messages, per_message, run_settings, store_file, version, registry
+                )
             )
     results: dict[str, Any] = {"mqtt_version": version}
     for key, measured in runs.items():
@@ -315,17 +312,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         secret = registry.issue_secret(TRIAL, DEVICE)
         passwords = {INGEST_USER: secrets.token_urlsafe(16), WATCH_USER: secrets.token_urlsafe(16)}
-        runs: list[tuple[str, Callable[[], Any]]] = []
-        if args.broker in ("embedded", "both"):
-            runs.append(("embedded_amqtt", lambda: embedded(registry, passwords)))
+        # The ingest acknowledges a message only once it is durable, a batch later, so it needs an
+        # in-flight window far above Mosquitto's 20 for 3.1.1 clients: on Mosquitto it speaks MQTT 5
+        # and announces its window (Receive Maximum). The like-for-like ceiling is then a bare MQTT
+        # 5 subscriber; the 3.1.1 one is measured too, since paho decodes 3.1.1 packets faster.
+        runs: list[tuple[str, Callable[[], Any], MqttVersion]] = []
+        if args.broker in ("embedded", "both"):  # amqtt speaks 3.1.1 only
+            runs.append(("embedded_amqtt", lambda: embedded(registry, passwords), "3.1.1"))
         if args.broker in ("mosquitto", "both"):
-            runs.append(("mosquitto", lambda: mosquitto(work)))
-        for name, start in runs:
+            runs.append(("mosquitto", lambda: mosquitto(work), "5"))
+        for name, start, version in runs:
             with start() as port:
                 # Mosquitto here runs anonymous: credentials are sent and ignored, the flow is the same.
                 results[name] = run_broker(
                     name,
                     port,
+                    version,
+                    registry=registry,
                     secret=secret,
                     passwords=passwords,
                     work=work,
