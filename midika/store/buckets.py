@@ -100,17 +100,31 @@ def phase_us(query: AggregateQuery) -> int:
 
 
 def month_starts(query: AggregateQuery) -> list[datetime]:
-    """UTC starts of the calendar months (in the query's zone) overlapping [start, end), and the end bound."""
+    """UTC starts of the calendar months (in the query's zone) overlapping [start, end), and the end bound.
+
+    BadQuery when a month has no UTC bounds: before 0001-02-01 or after 9999-12-01.
+    """
     zone = ZoneInfo(query.timezone)
-    local = query.start.astimezone(zone)
-    year, month = local.year, local.month
     bounds: list[datetime] = []
-    while True:
-        bound = datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
-        bounds.append(bound)
-        if bound >= query.end:
-            return bounds
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    try:
+        local = query.start.astimezone(zone)
+        year, month = local.year, local.month
+        while True:
+            bound = datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
+            bounds.append(bound)
+            if bound >= query.end:
+                return bounds
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    except (OverflowError, ValueError) as exc:
+        raise _beyond_the_calendar(query) from exc
+
+
+def _beyond_the_calendar(query: AggregateQuery) -> BadQuery:
+    # Python's datetime ends at years 1 and 9999: the first and last months have no UTC bounds.
+    return BadQuery(
+        "bucket: calendar months are counted from 0001-02-01 to 9999-12-01; narrow start..end "
+        f"({query.start.isoformat()}..{query.end.isoformat()}) to that span"
+    )
 
 
 def bucket_count(query: AggregateQuery) -> int:
@@ -119,7 +133,10 @@ def bucket_count(query: AggregateQuery) -> int:
         return 0
     if query.bucket == MONTH:
         last = query.end - timedelta(microseconds=1)
-        start, end = (ts.astimezone(ZoneInfo(query.timezone)) for ts in (query.start, last))
+        try:
+            start, end = (ts.astimezone(ZoneInfo(query.timezone)) for ts in (query.start, last))
+        except OverflowError as exc:
+            raise _beyond_the_calendar(query) from exc
         return (end.year - start.year) * 12 + end.month - start.month + 1
     assert isinstance(query.bucket, timedelta)
     width = query.bucket // timedelta(microseconds=1)

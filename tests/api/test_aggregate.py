@@ -244,3 +244,39 @@ async def test_start_and_end_are_required(client: AsyncClient) -> None:
     assert "query parameter 'start': is required" in error["message"]
     assert "query parameter 'end': is required" in error["message"]
     assert {d["parameter"] for d in error["details"]} == {"start", "end"}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "bucket"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z", "1h"),
+        ("1600-01-01T00:00:00Z", "1600-01-03T00:00:00Z", "1h"),
+        ("1677-01-01T00:00:00Z", "2000-01-01T00:00:00Z", "month"),
+        ("2262-04-11T00:00:00Z", "2262-04-13T00:00:00Z", "1h"),
+        ("9999-12-30T00:00:00Z", "9999-12-31T23:59:59Z", "1h"),
+    ],
+)
+async def test_windows_far_from_the_data_are_empty_buckets(
+    client: AsyncClient, start: str, end: str, bucket: str
+) -> None:
+    # Outside what InfluxDB can store (1677-09-21 to 2262-04-11) too: nothing is there, so every
+    # bucket is empty, on either store.
+    params = {"trial": "alpha", "start": start, "end": end, "bucket": bucket, "device": "buoy-1"}
+    response = await client.get(URL, params={**params, "measurement": "water_temp"})
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert items and all(i["count"] == 0 and i["values"]["mean"] is None for i in items)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("0001-01-01T00:00:00Z", "0001-03-01T00:00:00Z"), ("9999-10-01T00:00:00Z", "9999-12-31T23:59:59Z")],
+)
+async def test_calendar_months_at_the_ends_of_the_calendar_are_400(
+    client: AsyncClient, start: str, end: str
+) -> None:
+    # The month before year 1's February and after 9999's November have no UTC bounds in Python.
+    params = {"trial": "alpha", "start": start, "end": end, "bucket": "month"}
+    response = await client.get(URL, params=params)
+    assert response.status_code == 400, response.text
+    assert "0001-02-01 to 9999-12-01" in response.json()["error"]["message"]

@@ -1,13 +1,15 @@
 """The API gives the same answers from the InfluxDB store as from the DuckDB store.
 
-The seeded data goes into a real influxd too; every query below must answer identically (sums and
-means to 1e-9, since the stores add up in their own order).
+Every API test runs on both stores (tests/api/conftest.py); these put the two answers side by side,
+for queries whose expected answer the other tests compute only in part: every query below must
+answer identically (sums and means to 1e-9, since the stores add up in their own order).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,10 +19,8 @@ from httpx import ASGITransport, AsyncClient
 from api.app import create_app
 from midika.keys import KeyRing
 from midika.settings import Settings
-from midika.store.influx import InfluxStore
-from tests.api.conftest import BASE_URL, Seed, StaticTrials, bearer
-from tests.influx_server import InfluxServer
-from tests.influx_v2_shim import V2WriteShim
+from midika.store.base import Store
+from tests.api.conftest import BASE_URL, StaticTrials, bearer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
@@ -42,27 +42,29 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def influx_store(influx: tuple[InfluxServer, V2WriteShim], seed: Seed) -> Iterator[InfluxStore]:
-    """An InfluxStore holding the seed."""
-    server, shim = influx
-    name = "api_both_stores"
-    server.create_database(name)
-    store = InfluxStore(url=shim.url, database=name, retention_policy="autogen")
-    store.write_readings(seed.readings)
-    store.write_events(seed.events)
-    store.write_status(seed.status)
-    yield store
-    store.close()
-    server.drop_database(name)
+@pytest.fixture
+async def duckdb_client(
+    duckdb_store: Store, trials: StaticTrials, api_settings: Settings, keys: KeyRing, admin_key: str
+) -> AsyncIterator[AsyncClient]:
+    """A client of the API over the DuckDB store."""
+    async with _client(duckdb_store, trials, api_settings, keys, admin_key) as client:
+        yield client
 
 
 @pytest.fixture
 async def influx_client(
-    influx_store: InfluxStore, trials: StaticTrials, api_settings: Settings, keys: KeyRing, admin_key: str
+    influx_store: Store, trials: StaticTrials, api_settings: Settings, keys: KeyRing, admin_key: str
 ) -> AsyncIterator[AsyncClient]:
     """A client of the API over the InfluxDB store."""
-    app: FastAPI = create_app(store=influx_store, trials=trials, settings=api_settings, keys=keys)
+    async with _client(influx_store, trials, api_settings, keys, admin_key) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _client(
+    store: Store, trials: StaticTrials, settings: Settings, keys: KeyRing, admin_key: str
+) -> AsyncIterator[AsyncClient]:
+    app: FastAPI = create_app(store=store, trials=trials, settings=settings, keys=keys)
     transport = ASGITransport(app=app)
     async with AsyncClient(transport=transport, base_url=BASE_URL, headers=bearer(admin_key)) as client:
         yield client
@@ -85,9 +87,9 @@ def _same(a: Any, b: Any, where: str = "") -> None:
 
 @pytest.mark.parametrize("url", QUERIES)
 async def test_same_answer_from_both_stores(
-    client: AsyncClient, influx_client: AsyncClient, url: str
+    duckdb_client: AsyncClient, influx_client: AsyncClient, url: str
 ) -> None:
-    duck = await client.get(url)
+    duck = await duckdb_client.get(url)
     flux = await influx_client.get(url)
     assert duck.status_code == flux.status_code == 200, (duck.text, flux.text)
     body = duck.json()
@@ -96,10 +98,10 @@ async def test_same_answer_from_both_stores(
 
 
 async def test_health_probe_is_answered_by_both_stores(
-    client: AsyncClient, influx_client: AsyncClient
+    duckdb_client: AsyncClient, influx_client: AsyncClient
 ) -> None:
     # The probe is a query of one microsecond of 1970 of a trial no registry holds.
-    duck = await client.get("/api/v1/health")
+    duck = await duckdb_client.get("/api/v1/health")
     flux = await influx_client.get("/api/v1/health")
     assert duck.status_code == flux.status_code == 200, (duck.text, flux.text)
     assert duck.json() == flux.json() == {**duck.json(), "status": "ok", "store": "reachable"}
