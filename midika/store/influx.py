@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 
 from midika.errors import ConfigError, StoreError
@@ -41,6 +43,7 @@ from midika.store.base import (
     TablePage,
     WriteResult,
 )
+from midika.store.buckets import BucketGrid
 from midika.store.influx_http import InfluxHttp
 from midika.store.influx_keys import Key, keyset_page, stored_keys
 
@@ -66,6 +69,72 @@ _INFLUX_FN = {"mean": "mean", "min": "min", "max": "max", "sum": "sum", "first":
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Filled:
+    """A bucket holding readings, its start in µs."""
+
+    measurement: str
+    device: str | None
+    start_us: int
+    count: int
+    values: dict[str, float | None]
+
+
+class _Span(NamedTuple):
+    """The time conditions of one aggregate statement: one bucket, or buckets InfluxQL groups."""
+
+    times: list[str]
+    start_us: int | None = None  # the one bucket's start
+    grid: tuple[int, int] | None = None  # GROUP BY time(width µs, phase µs)
+
+
+def _spans(query: AggregateQuery) -> list[_Span]:
+    """The windows of an aggregate's statements: a month each, or the fixed buckets of the window.
+
+    Buckets wholly outside the times InfluxDB holds (`influx_schema`) are left out: they can hold
+    nothing, and a time beyond that range fails the statement. GROUP BY time() goes wrong within a
+    bucket of either end: it floors each time less the phase to the width and moves a start before
+    the range to the range's start, which misplaces the first bucket (and, with a phase, drops later
+    ones), and it drops a bucket ending after the range. So each bucket within a width of either end
+    is a statement of its own, as a month is.
+    """
+
+    def span(lo: datetime, hi: datetime, **kind: Any) -> list[_Span]:
+        times = q.time_range(lo, hi)
+        return [] if times is None else [_Span(times, **kind)]
+
+    if query.bucket == MONTH:
+        bounds = buckets.month_starts(query)
+        return [
+            s
+            for lo, hi in itertools.pairwise(bounds)
+            for s in span(max(lo, query.start), min(hi, query.end), start_us=schema.to_us(lo))
+        ]
+    assert isinstance(query.bucket, timedelta)
+    width = query.bucket // _MICROSECOND
+    lo = max(schema.to_us(query.start), schema.FIRST_US)
+    hi = min(schema.to_us(query.end), schema.LAST_US + 1)
+    if lo >= hi:
+        return []
+    first, last = buckets.floor_us(lo, query), buckets.floor_us(hi - 1, query)
+    edges = []
+    while first <= last and first < schema.FIRST_US + width:  # the phase is less than the width
+        edges.append(first)
+        first += width
+    while first <= last and last + width > schema.LAST_US:
+        edges.append(last)
+        last -= width
+    spans = [
+        s
+        for b in edges
+        for s in span(schema.from_us(max(b, lo)), schema.from_us(min(b + width, hi)), start_us=b)
+    ]
+    if first <= last:
+        grid = (width, buckets.phase_us(query))
+        spans += span(schema.from_us(max(first, lo)), schema.from_us(min(last + width, hi)), grid=grid)
+    return spans
 
 
 class InfluxStore:
@@ -253,18 +322,44 @@ class InfluxStore:
         )
 
     def aggregate(self, query: AggregateQuery) -> list[Bucket]:
-        """Every bucket of each series with data, ordered by (measurement, device, start).
+        """Every bucket of each series with data, ordered by (measurement, device, start)."""
+        return self.aggregate_grid(query).buckets()
 
-        Fixed sizes group in InfluxQL, `GROUP BY time(width, phase)` with the phase putting bucket
-        starts on local midnight (-9h for JST, as a positive phase); calendar months have no
-        InfluxQL interval, so each month is one statement over its bounds, all in one request.
+    def aggregate_grid(self, query: AggregateQuery, *, series: Iterable[buckets.Series] = ()) -> BucketGrid:
+        """Every bucket of each series with data or named in `series`, as columns.
+
+        The non-empty buckets go onto the grid with their starts in µs, as DuckDB's do: a grid can
+        start before year 1, where no datetime can hold its first bucket's start.
         """
         self._check_open()
         buckets.check(query)
-        conditions = self._selection(query.trial, query.devices, "measurement", query.measurements)
-        if conditions is None or query.end <= query.start:
-            return []
         names = buckets.value_names(query)
+        conditions = self._selection(query.trial, query.devices, "measurement", query.measurements)
+        found = []
+        if conditions is not None and query.start < query.end:
+            found = self._filled_buckets(query, conditions, names)
+        found.sort(key=lambda b: (b.measurement, b.device or "", b.start_us))
+        return buckets.grid_of_rows(
+            query,
+            measurement=np.array([b.measurement for b in found], dtype=np.object_),
+            device=np.array([b.device for b in found], dtype=np.object_) if query.per_device else None,
+            start_us=np.array([b.start_us for b in found], dtype=np.int64),
+            count=np.array([b.count for b in found], dtype=np.int64),
+            # None becomes NaN: the grid's null.
+            values={name: np.array([b.values[name] for b in found], dtype=np.float64) for name in names},
+            series=series,
+        )
+
+    def _filled_buckets(
+        self, query: AggregateQuery, conditions: list[str], names: list[str]
+    ) -> list[_Filled]:
+        """The buckets of `query` holding readings, unordered.
+
+        Fixed sizes group in InfluxQL, `GROUP BY time(width, phase)` with the phase putting bucket
+        starts on local midnight (-9h for JST, as a positive phase); calendar months have no
+        InfluxQL interval, so each month is one statement over its bounds, all in one request
+        (`_spans` has the statements' windows).
+        """
         f = q.ident("value")
         selects = [(f"count({f})", "count")]
         selects += [(f"{_INFLUX_FN[name]}({f})", name) for name in names if name in _INFLUX_FN]
@@ -274,34 +369,19 @@ class InfluxStore:
         if query.percentiles:
             selects.append((f"min({f})", _MIN))  # InfluxDB gives no percentile below rank 1: that is the min
         group_by = ("measurement", "device") if query.per_device else ("measurement",)
-        if query.bucket == MONTH:
-            bounds = buckets.month_starts(query)
-            windows = [(max(lo, query.start), min(hi, query.end)) for lo, hi in itertools.pairwise(bounds)]
-            statements = [
-                q.aggregate(
-                    schema.READINGS,
-                    [*conditions, *q.time_range(lo, hi)],
-                    selects=selects,
-                    group_by=group_by,
-                    bucket=None,
-                )
-                for lo, hi in windows
-            ]
-            starts = bounds[:-1]
-        else:
-            width = query.bucket // _MICROSECOND
-            statements = [
-                q.aggregate(
-                    schema.READINGS,
-                    [*conditions, *q.time_range(query.start, query.end)],
-                    selects=selects,
-                    group_by=group_by,
-                    bucket=(width, buckets.phase_us(query)),
-                )
-            ]
-            starts = []
-        found: list[Bucket] = []
-        for n, rows in enumerate(self._http.query(statements)):
+        spans = _spans(query)
+        statements = [
+            q.aggregate(
+                schema.READINGS,
+                [*conditions, *span.times],
+                selects=selects,
+                group_by=group_by,
+                bucket=span.grid,
+            )
+            for span in spans
+        ]
+        found: list[_Filled] = []
+        for span, rows in zip(spans, self._http.query(statements), strict=True):
             for row in rows:
                 if not row["count"]:
                     continue
@@ -311,15 +391,15 @@ class InfluxStore:
                     if values[label] is None:
                         values[label] = _opt_float(row[_MIN])
                 found.append(
-                    Bucket(
-                        start=starts[n] if starts else schema.from_us(int(row["time"])),
+                    _Filled(
                         measurement=row["measurement"],
                         device=row["device"] if query.per_device else None,
+                        start_us=span.start_us if span.start_us is not None else int(row["time"]),
                         count=int(row["count"]),
                         values=values,
                     )
                 )
-        return buckets.complete(query, found)
+        return found
 
     def latest(
         self,
@@ -441,19 +521,19 @@ class InfluxStore:
         return sorted(counts, key=lambda c: (c.device, c.type))
 
     def _stats_conditions(self, query: StatsQuery) -> list[str] | None:
-        q.require_aware(start=query.start, end=query.end)
-        if query.end <= query.start:
-            return None
+        window = q.time_range(query.start, query.end)
         conditions = self._selection(query.trial, query.devices, "measurement", None)
-        if conditions is None:
+        if window is None or conditions is None:
             return None
-        return [*conditions, *q.time_range(query.start, query.end)]
+        return [*conditions, *window]
 
     def query_quarantine(self, query: QuarantineQuery) -> list[QuarantineRecord]:
         """Quarantined messages matching `query`, newest first, with their store ids."""
         self._check_open()
         q.require_limit(query.limit)
         conditions = q.time_range(query.start, query.end)
+        if conditions is None:
+            return []
         if query.trial is not None:
             conditions.append(f'"trial" = {q.literal(query.trial)}')
         if query.reasons is not None:

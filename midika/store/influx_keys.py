@@ -13,7 +13,8 @@ share one InfluxStore never race; separate processes writing the same keys at th
 both count a point as new (it is still stored once).
 
 Pages. InfluxQL orders only by time; pages follow (ts, device, measurement) — (ts, device, type)
-for events. The cursor is that key of a page's last item. `keyset_page` needs at most three
+for events. The cursor is that key of a page's last item, and the measurement listed, so that a
+readings cursor given to events is refused rather than misread. `keyset_page` needs at most three
 statements: every point at exactly the cursor's time (at most one per series), sorted in Python and
 cut after the cursor; then `time > cursor ORDER BY time LIMIT limit + 1`; and, only if that hit its
 limit, every point at its last timestamp, which the LIMIT may have cut anywhere. All points before
@@ -65,6 +66,8 @@ def stored_keys(http: InfluxHttp, kind: str, second: str, keys: Sequence[Key]) -
             conditions.append(q.any_of("device", sorted(devices)))
         for first, last in time_ranges(sorted(times)):
             span = q.time_range(schema.from_us(first), schema.from_us(last) + _MICROSECOND)
+            if span is None:  # times InfluxDB cannot hold: none is stored (and the write refuses them)
+                continue
             # InfluxQL cannot select tags alone; ingest_ts is a field every point has. Grouping by
             # the tags sends each series' tags once instead of on every row.
             statements.append(
@@ -93,34 +96,43 @@ def keyset_page(
 ) -> tuple[list[Row], str | None]:
     """One page of `kind` rows in (time, device, `second`) order, and the cursor after it."""
     q.require_limit(limit)
-    q.require_aware(start=start, end=end)
+    after = q.decode_cursor(kind, cursor) if cursor is not None else None
+    window = q.time_range(start, end)
+    if window is None:
+        return [], None
 
     def sort_key(row: Row) -> tuple[int, str, str]:
         return int(row["time"]), row["device"], row[second]
 
-    def all_at(ts_us: int) -> str:
-        exact = [*conditions, *q.time_range(start, end), q.at(schema.from_us(ts_us))]
-        return q.select(kind, columns, exact)
+    def all_at(ts_us: int) -> str | None:
+        point = q.at(schema.from_us(ts_us))
+        return None if point is None else q.select(kind, columns, [*conditions, *window, point])
 
-    after = q.decode_cursor(cursor) if cursor is not None else None
-    statements, rest_start = [], start
+    at_cursor, rest_start = None, start
     if after is not None:
-        statements.append(all_at(after[0]))
-        resume = schema.from_us(after[0] + 1)
+        at_cursor = all_at(after[0])
+        # A cursor past the last time InfluxDB holds resumes after it: at nothing.
+        resume = schema.from_us(min(after[0], schema.LAST_US) + 1)
         rest_start = resume if start is None else max(start, resume)
-    rest = [*conditions, *q.time_range(rest_start, end)]
-    statements.append(q.select(kind, columns, rest, suffix=f"ORDER BY time ASC LIMIT {limit + 1}"))
-    *head, tail = http.query(statements)
-    rows = [r for r in head[0] if sort_key(r) > after] if after is not None else []
+    rest = q.time_range(rest_start, end)
+    statements = [] if at_cursor is None else [at_cursor]
+    if rest is not None:
+        suffix = f"ORDER BY time ASC LIMIT {limit + 1}"
+        statements.append(q.select(kind, columns, [*conditions, *rest], suffix=suffix))
+    results = http.query(statements)
+    head = results.pop(0) if at_cursor is not None else []
+    tail = results.pop() if rest is not None else []
+    rows = [r for r in head if sort_key(r) > after] if after is not None else []
     if len(tail) > limit:
         last = max(int(r["time"]) for r in tail)
         rows += [r for r in tail if int(r["time"]) < last]
-        if len(rows) < limit:  # the page reaches into the last timestamp: fetch all of its points
-            rows += http.query([all_at(last)])[0]
+        at_last = all_at(last)  # a stored point's time: never None
+        if len(rows) < limit and at_last is not None:  # the page reaches into the last timestamp:
+            rows += http.query([at_last])[0]  # fetch all of its points
         more = True
     else:
         rows += tail
         more = len(rows) > limit
     rows.sort(key=sort_key)
     page = rows[:limit]
-    return page, q.encode_cursor(*sort_key(page[-1])) if more and page else None
+    return page, q.encode_cursor(kind, *sort_key(page[-1])) if more and page else None

@@ -4,6 +4,11 @@ Only InfluxQL that 1.8, 2.x (through DBRP mappings) and 3.x all serve is built h
 are RFC 3339 string literals, set membership is an OR of equalities (no regular expressions, no
 `OR` between time conditions, which 1.x silently answers with nothing), and quality flags are
 matched by listing the flag combinations that qualify rather than with bitwise operators.
+
+InfluxDB holds times from 1677 to 2262 (`influx_schema.MIN_NS`, `MAX_NS`) and fails a statement
+whose time literal lies outside (a lower bound must even lie above the first nanosecond). No point
+can lie outside either, so every time condition is built by `time_range` (or `at`), which cuts a
+window to that range and says when nothing can match.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import functools
 import json
 import operator
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from midika.errors import BadQuery
 from midika.models.records import Quality
+from midika.store import influx_schema as schema
 
 # Every combination of the known flags; new flags widen it automatically.
 _ALL_FLAGS = functools.reduce(operator.or_, (int(q) for q in Quality), 0)
@@ -33,9 +39,14 @@ def literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def time_literal(ts: datetime) -> str:
-    """An absolute time as an RFC 3339 literal with microseconds."""
-    return literal(ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+def _time_literal(ts_us: int, *, nanoseconds: int | None = None) -> str:
+    """An RFC 3339 literal for `ts_us` µs (and `nanoseconds` more) since the epoch."""
+    digits = "" if nanoseconds is None else f"{nanoseconds:03d}"
+    return literal(schema.from_us(ts_us).strftime("%Y-%m-%dT%H:%M:%S.%f") + digits + "Z")
+
+
+# The upper bound of a window reaching past the last nanosecond: any time beyond is refused.
+_UNTIL_THE_END = f"time <= {_time_literal(schema.LAST_US, nanoseconds=schema.MAX_NS % 1000)}"
 
 
 def any_of(key: str, values: Iterable[str]) -> str:
@@ -55,9 +66,11 @@ def quality_filter(quality: Quality) -> str:
     return "(" + " OR ".join(f'"quality" = {v}' for v in matching) + ")"
 
 
-def at(ts: datetime) -> str:
-    """The condition that a point's time is exactly `ts`."""
-    return f"time = {time_literal(ts)}"
+def at(ts: datetime) -> str | None:
+    """The condition that a point's time is exactly `ts`; None if no point can have that time."""
+    require_aware(ts=ts)
+    ts_us = schema.to_us(ts)
+    return f"time = {_time_literal(ts_us)}" if schema.FIRST_US <= ts_us <= schema.LAST_US else None
 
 
 def require_aware(**times: datetime | None) -> None:
@@ -73,14 +86,25 @@ def require_limit(limit: int) -> None:
         raise BadQuery(f"limit must be at least 1, got {limit}")
 
 
-def time_range(start: datetime | None, end: datetime | None) -> list[str]:
-    """Conditions for `start <= time < end`, either bound optional."""
+def time_range(start: datetime | None, end: datetime | None) -> list[str] | None:
+    """Conditions for `start <= time < end`, either bound optional; None if no point can match.
+
+    The window is cut to the times InfluxDB holds, as a bound beyond them would fail the statement:
+    a start before the first time is left out (nothing lies before it), and an end after the last
+    time becomes `time <=` that time (not left out: 1.x ends a GROUP BY time() without one at now()).
+    """
     require_aware(start=start, end=end)
+    lo = None if start is None else schema.to_us(start)
+    hi = None if end is None else schema.to_us(end)
+    if (lo is not None and lo > schema.LAST_US) or (hi is not None and hi < schema.FIRST_US):
+        return None
+    if lo is not None and hi is not None and lo >= hi:
+        return None
     conditions = []
-    if start is not None:
-        conditions.append(f"time >= {time_literal(start)}")
-    if end is not None:
-        conditions.append(f"time < {time_literal(end)}")
+    if lo is not None and lo >= schema.FIRST_US:
+        conditions.append(f"time >= {_time_literal(lo)}")
+    if hi is not None:
+        conditions.append(f"time < {_time_literal(hi)}" if hi <= schema.LAST_US else _UNTIL_THE_END)
     return conditions
 
 
@@ -125,19 +149,24 @@ def aggregate(
     return text + (" fill(none)" if bucket is not None else "")
 
 
-def encode_cursor(ts_us: int, first: str, second: str) -> str:
-    """The opaque cursor after the item with sort key (ts, first, second)."""
-    raw = json.dumps([ts_us, first, second], separators=(",", ":")).encode()
+def encode_cursor(kind: str, ts_us: int, first: str, second: str) -> str:
+    """The opaque cursor of a `kind` listing (a measurement) after the item with key (ts, first, second)."""
+    raw = json.dumps([kind, ts_us, first, second], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str, str]:
-    """The sort key a cursor from `encode_cursor` stands for; BadQuery if it is not one."""
+def decode_cursor(kind: str, cursor: str) -> tuple[int, str, str]:
+    """The key a cursor of a `kind` listing stands for; BadQuery if it is not one, or of another kind."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts_us, first, second = json.loads(raw)
-        if isinstance(ts_us, int) and isinstance(first, str) and isinstance(second, str):
+        decoded = json.loads(raw)
+    except (ValueError, binascii.Error) as exc:
+        raise BadQuery("cursor: not a cursor this store issued") from exc
+    match decoded:
+        case [str(k), int(ts_us), str(first), str(second)] if k == kind and not isinstance(ts_us, bool):
+            try:
+                schema.from_us(ts_us)  # a time no datetime holds cannot be resumed from
+            except OverflowError as exc:
+                raise BadQuery("cursor: time out of range") from exc
             return ts_us, first, second
-    except (ValueError, TypeError, binascii.Error):
-        pass
-    raise BadQuery(f"invalid cursor {cursor!r}: not one this store handed out")
+    raise BadQuery("cursor: not a cursor this store issued for this kind of query")

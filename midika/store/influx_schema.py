@@ -21,6 +21,9 @@ attacker picks those) — is a field, never a tag; quarantine's only tag is the 
 A point's identity is its series plus its time, so a reading's key (trial, device, measurement, ts)
 and an event's (trial, device, type, ts) are exactly the point identity: InfluxDB stores each key
 once. Times are written in microseconds, the precision of Python datetimes and of the contract.
+InfluxDB holds times as int64 nanoseconds, 1677-09-21T00:12:43.145224194Z to
+2262-04-11T23:47:16.854775806Z; a record whose time lies outside is refused (StoreError) before
+anything of its batch is written, as 1.x would write the rest of the batch and drop it.
 Absent values (a text reading's `value`, an unknown `seq`) are absent fields, read back as null;
 `quality` and `ingest_ts` are always written so that every point has at least one field.
 `delay_us` repeats ingest_ts minus the event time because InfluxQL cannot subtract the time column
@@ -67,6 +70,10 @@ QUARANTINE = "quarantine"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+MIN_NS = -(2**63) + 2  # the first and last time InfluxDB holds (models.MinNanoTime, MaxNanoTime)
+MAX_NS = 2**63 - 2
+FIRST_US = -(-MIN_NS // 1000)  # the first and last microsecond a point can have
+LAST_US = MAX_NS // 1000
 QUARANTINE_ID_SLOTS = 1000  # nanoseconds per microsecond: the sub-µs offsets a quarantine id can take
 
 Row = Mapping[str, Any]
@@ -81,6 +88,17 @@ def to_us(ts: datetime) -> int:
 def from_us(us: int) -> datetime:
     """The UTC datetime `us` microseconds after the Unix epoch."""
     return _EPOCH + timedelta(microseconds=us)
+
+
+def _point_us(ts: datetime, what: object) -> int:
+    """`ts` as a point's time in µs; StoreError if InfluxDB cannot hold it."""
+    us = to_us(ts)
+    if not FIRST_US <= us <= LAST_US:
+        raise StoreError(
+            f"{what}: time {ts.isoformat()} is outside the times InfluxDB can store "
+            f"({from_us(FIRST_US).isoformat()} to {from_us(LAST_US).isoformat()})"
+        )
+    return us
 
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -111,7 +129,7 @@ def _float(value: float) -> str:
 
 def reading_line(reading: Reading) -> str:
     """The line-protocol point of one reading (time in µs)."""
-    ts_us, ingest_us = to_us(reading.ts), to_us(reading.ingest_ts)
+    ts_us, ingest_us = _point_us(reading.ts, f"reading {reading.key!r}"), to_us(reading.ingest_ts)
     fields = f"quality={int(reading.quality)}i,ingest_ts={ingest_us}i,delay_us={ingest_us - ts_us}i"
     if reading.value is not None:
         try:
@@ -138,8 +156,9 @@ def event_line(event: Event) -> str:
     fields = f"data={_string(data)},ingest_ts={to_us(event.ingest_ts)}i"
     if event.seq is not None:
         fields += f",seq={event.seq}i"
+    ts_us = _point_us(event.ts, f"event {(event.trial, event.device, event.type, event.ts)!r}")
     series = _series(EVENTS, ("device", event.device), ("trial", event.trial), ("type", event.type))
-    return f"{series} {fields} {to_us(event.ts)}"
+    return f"{series} {fields} {ts_us}"
 
 
 def status_line(report: StatusReport) -> str:
@@ -157,8 +176,9 @@ def status_line(report: StatusReport) -> str:
                 raise StoreError(f"status {key!r}: {name} {exc}") from exc
     if report.firmware is not None:
         fields.append(f"firmware={_string(report.firmware)}")
+    ts_us = _point_us(report.ts, f"status {(report.trial, report.device, report.ts)!r}")
     series = _series(STATUS, ("device", report.device), ("trial", report.trial))
-    return f"{series} {','.join(fields)} {to_us(report.ts)}"
+    return f"{series} {','.join(fields)} {ts_us}"
 
 
 def seen_lines(records: Iterable[tuple[str, str, datetime]]) -> list[str]:
@@ -172,7 +192,7 @@ def seen_lines(records: Iterable[tuple[str, str, datetime]]) -> list[str]:
         count[key] = count.get(key, 0) + 1
     return [
         f"{_series(DEVICE_SEEN, ('device', device), ('trial', trial))} records={count[trial, device]}i "
-        f"{to_us(ts)}"
+        f"{_point_us(ts, f'device {(trial, device)!r} ingest')}"
         for (trial, device), ts in latest.items()
     ]
 
@@ -190,7 +210,8 @@ def quarantine_line(record: QuarantineRecord, record_id: int) -> str:
         fields.append(f"trial={_string(record.trial)}")
     if record.device is not None:
         fields.append(f"device={_string(record.device)}")
-    time_ns = to_us(record.received_ts) * QUARANTINE_ID_SLOTS + record_id % QUARANTINE_ID_SLOTS
+    received_us = _point_us(record.received_ts, f"quarantined message {record_id}")
+    time_ns = received_us * QUARANTINE_ID_SLOTS + record_id % QUARANTINE_ID_SLOTS
     return f"{_series(QUARANTINE, ('reason', str(record.reason)))} {','.join(fields)} {time_ns}"
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 
@@ -24,6 +25,7 @@ from midika.models.records import (
     Reading,
     StatusReport,
 )
+from midika.store import buckets
 from midika.store.base import (
     AGGREGATE_FNS,
     MONTH,
@@ -32,6 +34,7 @@ from midika.store.base import (
     Bucket,
     EventCount,
     EventQuery,
+    Page,
     QuarantineQuery,
     ReadingQuery,
     StatsKey,
@@ -63,6 +66,28 @@ from tests.store.samples import (
 )
 
 END = T0 + timedelta(hours=3)
+
+# The first and last microsecond every store holds: InfluxDB's, whose times are int64 nanoseconds.
+FIRST_TIME = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)
+LAST_TIME = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+YEAR_1 = datetime(1, 1, 1, tzinfo=UTC)
+YEAR_9999 = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+# Windows no store can hold a record in, and windows reaching from beyond one end into the times held.
+BEYOND = [
+    (YEAR_1, datetime(1, 1, 2, tzinfo=UTC)),
+    (datetime(1600, 1, 1, tzinfo=UTC), datetime(1600, 1, 3, tzinfo=UTC)),
+    (FIRST_TIME - timedelta(days=1), FIRST_TIME),
+    (LAST_TIME + timedelta(microseconds=1), datetime(2262, 4, 13, tzinfo=UTC)),
+    (datetime(9999, 12, 30, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+]
+ACROSS = [
+    (None, None),
+    (YEAR_1, YEAR_9999),
+    (datetime(1600, 1, 1, tzinfo=UTC), FIRST_TIME + timedelta(days=1)),
+    (LAST_TIME - timedelta(days=1), YEAR_9999),
+    (FIRST_TIME, LAST_TIME),
+    (FIRST_TIME + timedelta(microseconds=1), LAST_TIME + timedelta(microseconds=1)),
+]
 
 
 def is_utc(ts: datetime | None) -> bool:
@@ -110,6 +135,39 @@ def write_sample(store: Store) -> list[Reading]:
 
 def event_order(e: Event) -> tuple[datetime, str, str]:
     return (e.ts, e.device, e.type)
+
+
+def write_edges(store: Store) -> tuple[list[Reading], list[Event]]:
+    """Store readings and events at and near the first and last times every store holds; return them.
+
+    Each arrives the moment it happened, so the times a store records them as seen are held too.
+    """
+    times = [
+        FIRST_TIME,
+        FIRST_TIME + timedelta(hours=1, minutes=17),
+        FIRST_TIME + timedelta(days=1, hours=5),
+        LAST_TIME - timedelta(days=1, hours=20),
+        LAST_TIME - timedelta(hours=1, minutes=17),
+        LAST_TIME,
+    ]
+    readings = [
+        reading(device, ts=ts, value=float(10 * i + d), ingest_delay_s=0)
+        for i, ts in enumerate(times)
+        for d, device in enumerate(DEVICES[:2])
+    ]
+    events = [
+        dataclasses.replace(event(device, ts=ts), ingest_ts=ts) for ts in times for device in DEVICES[:2]
+    ]
+    assert store.write_readings(readings) == WriteResult(written=len(readings), duplicates=0)
+    assert store.write_events(events) == WriteResult(written=len(events), duplicates=0)
+    return readings, events
+
+
+def time_id(value: object) -> str:
+    """A test id part: a time in ISO form, "open" for an open bound, anything else as str()."""
+    if value is None:
+        return "open"
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 _SUMS = ("mean", "sum")  # may differ in the last bits: stores add up in their own order
@@ -358,6 +416,21 @@ class StoreContract:
             store.query_readings(ReadingQuery(trial=TRIAL, cursor=cursor))
         with pytest.raises(BadQuery, match="cursor"):
             store.query_events(EventQuery(trial=TRIAL, cursor=cursor))
+
+    def test_a_cursor_of_one_listing_is_refused_by_the_other(self, store: Store) -> None:
+        store.write_readings([reading(ts=at(i)) for i in range(3)])
+        store.write_events([event(ts=at(i)) for i in range(3)])
+        readings_cursor = store.query_readings(ReadingQuery(trial=TRIAL, limit=1)).next_cursor
+        events_cursor = store.query_events(EventQuery(trial=TRIAL, limit=1)).next_cursor
+        assert readings_cursor is not None and events_cursor is not None
+
+        with pytest.raises(BadQuery, match="cursor"):
+            store.query_events(EventQuery(trial=TRIAL, cursor=readings_cursor))
+        with pytest.raises(BadQuery, match="cursor"):
+            store.query_readings(ReadingQuery(trial=TRIAL, cursor=events_cursor))
+        with pytest.raises(BadQuery, match="cursor"):
+            store.reading_table(ReadingQuery(trial=TRIAL, cursor=events_cursor))
+        assert len(store.query_readings(ReadingQuery(trial=TRIAL, cursor=readings_cursor)).items) == 2
 
     def test_bad_limits_and_naive_times_are_bad_queries(self, store: Store) -> None:
         with pytest.raises(BadQuery, match="limit"):
@@ -744,6 +817,124 @@ class StoreContract:
         left = store.query_quarantine(QuarantineQuery())
         assert [q.payload for q in left] == [b"d", b"b"]
         assert len({q.id for q in left}) == 2
+
+    # -- the first and last times stores hold ---------------------------------------------------
+
+    @pytest.mark.parametrize(("start", "end"), BEYOND, ids=time_id)
+    def test_windows_beyond_the_times_stores_hold_find_nothing(
+        self, store: Store, start: datetime, end: datetime
+    ) -> None:
+        write_edges(store)
+        write_sample(store)
+        store.write_events(sample_events())
+        store.write_quarantine([quarantined(QuarantineReason.UNPARSEABLE, received=at(1))])
+
+        assert store.query_readings(ReadingQuery(trial=TRIAL, start=start, end=end)) == Page([], None)
+        table = store.reading_table(ReadingQuery(trial=TRIAL, start=start, end=end))
+        assert (table.table.num_rows, table.next_cursor) == (0, None)
+        assert store.query_events(EventQuery(trial=TRIAL, start=start, end=end)) == Page([], None)
+        # Calendar months are counted from 0001-02 to 9999-11 only (buckets.month_starts).
+        has_months = datetime(1, 2, 1, tzinfo=UTC) <= start and end <= datetime(9999, 12, 1, tzinfo=UTC)
+        bucketings: list[timedelta | Literal["month"]] = [timedelta(hours=1), timedelta(minutes=90)]
+        for bucket in bucketings + ([MONTH] if has_months else []):
+            assert store.aggregate(AggregateQuery(trial=TRIAL, start=start, end=end, bucket=bucket)) == []
+        # As the API asks, for a series it knows: in Tokyo, year 1's first hour starts in year 0.
+        hourly = AggregateQuery(
+            trial=TRIAL, start=start, end=end, bucket=timedelta(hours=1), timezone="Asia/Tokyo"
+        )
+        grid = buckets.aggregate_grid(store, hourly, series=[("water_temp", "buoy-1")])
+        assert grid.series == [("water_temp", "buoy-1")]
+        assert len(grid.starts_us) == buckets.bucket_count(hourly) and not grid.count.any()
+        stats = StatsQuery(trial=TRIAL, start=start, end=end)
+        assert store.reading_stats(stats) == []
+        assert store.event_counts(stats) == []
+        assert store.query_quarantine(QuarantineQuery(start=start, end=end)) == []
+
+    @pytest.mark.parametrize(("start", "end"), ACROSS, ids=time_id)
+    def test_records_at_the_first_and_last_times_stores_hold_are_found(
+        self, store: Store, start: datetime | None, end: datetime | None
+    ) -> None:
+        readings, events = write_edges(store)
+        readings += write_sample(store)
+        events += sample_events()
+        store.write_events(sample_events())
+
+        query = ReadingQuery(trial=TRIAL, start=start, end=end, limit=3)
+        assert read_all(store, query) == expected_readings(readings, query)
+        event_query = EventQuery(trial=TRIAL, start=start, end=end, limit=3)
+        assert read_all_events(store, event_query) == sorted(
+            (e for e in events if event_matches(e, event_query)), key=event_order
+        )
+        assert store.latest(trial=TRIAL) == expected_latest(readings, trial=TRIAL)
+        stats = StatsQuery(trial=TRIAL, start=start or YEAR_1, end=end or YEAR_9999, by=("device",))
+        assert store.reading_stats(stats) == expected_stats(readings, stats)
+        counts = Counter((e.device, e.type) for e in events if event_matches(e, event_query))
+        assert store.event_counts(stats) == [EventCount(d, t, n) for (d, t), n in sorted(counts.items())]
+
+    @pytest.mark.parametrize(
+        ("bucket", "zone"),
+        [
+            (timedelta(hours=1), "UTC"),
+            (timedelta(minutes=90), "Asia/Tokyo"),  # 1677 Tokyo keeps local mean time: +9:18:59
+            (timedelta(days=1), "Asia/Tokyo"),
+            (timedelta(minutes=7), "Asia/Kolkata"),
+        ],
+        ids=repr,
+    )
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [
+            (datetime(1677, 9, 1, tzinfo=UTC), datetime(1677, 9, 23, tzinfo=UTC)),
+            (datetime(1677, 9, 21, 1, tzinfo=UTC), datetime(1677, 9, 23, tzinfo=UTC)),
+            (datetime(2262, 4, 9, tzinfo=UTC), datetime(2262, 4, 13, tzinfo=UTC)),
+            (datetime(2262, 4, 9, tzinfo=UTC), LAST_TIME),
+        ],
+        ids=time_id,
+    )
+    def test_aggregates_at_the_first_and_last_times_stores_hold(
+        self, store: Store, bucket: timedelta, zone: str, start: datetime, end: datetime
+    ) -> None:
+        readings, _ = write_edges(store)
+        query = AggregateQuery(
+            trial=TRIAL, start=start, end=end, bucket=bucket, timezone=zone,
+            functions=AGGREGATE_FNS, percentiles=(50, 99),
+        )  # fmt: skip
+
+        got = store.aggregate(query)
+
+        assert_same_buckets(got, expected_buckets(readings, query))
+        assert any(b.count for b in got)
+
+    @pytest.mark.parametrize(
+        ("start", "end", "bucket", "zone"),
+        [
+            (datetime(1677, 8, 15, tzinfo=UTC), datetime(1677, 11, 2, tzinfo=UTC), MONTH, "Asia/Tokyo"),
+            (datetime(2262, 2, 10, tzinfo=UTC), datetime(2262, 6, 1, tzinfo=UTC), MONTH, "UTC"),
+            (datetime(1000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC), timedelta(days=3650), "UTC"),
+        ],
+        ids=time_id,
+    )
+    @pytest.mark.parametrize("per_device", [True, False])
+    def test_aggregates_across_the_first_and_last_times_stores_hold(
+        self,
+        store: Store,
+        start: datetime,
+        end: datetime,
+        bucket: timedelta | Literal["month"],
+        zone: str,
+        per_device: bool,
+    ) -> None:
+        readings, _ = write_edges(store)
+        readings += write_sample(store)
+        query = AggregateQuery(
+            trial=TRIAL, start=start, end=end, bucket=bucket, timezone=zone, per_device=per_device,
+            functions=AGGREGATE_FNS, percentiles=(50,),
+        )  # fmt: skip
+
+        got = store.aggregate(query)
+
+        assert_same_buckets(got, expected_buckets(readings, query))
+        assert any(b.count for b in got)
 
     # -- threads --------------------------------------------------------------------------------
 

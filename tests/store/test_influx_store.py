@@ -2,20 +2,24 @@
 
 The store contract runs unchanged; the tests below it check what is particular to InfluxDB: bounded
 series cardinality, duplicate counting across a batch's time ranges, pages cut inside a crowded
-timestamp, and quarantine ids. Every test gets a database of its own on one shared server.
+timestamp, quarantine ids, and the range of times it holds (1677 to 2262). Every test gets a
+database of its own on one shared server.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from midika.models.records import Event, Quality, QuarantineReason, QuarantineRecord, Reading
-from midika.store.base import EventQuery, QuarantineQuery, ReadingQuery
+from midika.errors import BadQuery, StoreError
+from midika.models.records import Event, Quality, QuarantineReason, QuarantineRecord, Reading, StatusReport
+from midika.store import influx_query as q
+from midika.store import influx_schema as schema
+from midika.store.base import EventQuery, Page, QuarantineQuery, ReadingQuery
 from midika.store.influx import InfluxStore
 from midika.store.influx_keys import time_ranges
 from tests.influx_server import InfluxServer
@@ -26,6 +30,9 @@ pytestmark = pytest.mark.servers
 
 T0 = datetime(2025, 7, 1, tzinfo=UTC)
 MINUTE_US = 60_000_000
+FIRST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)  # the first and last µs InfluxDB holds
+LAST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+US = timedelta(microseconds=1)
 
 
 @pytest.fixture
@@ -167,3 +174,59 @@ def test_event_data_and_text_survive_line_protocol_escaping(store: InfluxStore) 
     assert event.data == data and event.seq == 7
     [text] = store.query_readings(ReadingQuery(trial="t1")).items
     assert text.text == 'a "b" \\c\nd' and text.value is None
+
+
+def test_time_conditions_stay_inside_the_times_influxdb_holds() -> None:
+    year_1 = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=9)))  # before year 1 in UTC
+    year_9999 = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-9)))
+    assert q.time_range(year_1, FIRST - US) is None
+    assert q.time_range(datetime(1600, 1, 1, tzinfo=UTC), datetime(1600, 1, 3, tzinfo=UTC)) is None
+    assert q.time_range(LAST + US, year_9999) is None
+    assert q.time_range(T0, T0) is None
+    # No bound before the first nanosecond (InfluxDB refuses even that one as a lower bound), and the
+    # last nanosecond, inclusive, for an end after it.
+    assert q.time_range(year_1, year_9999) == ["time <= '2262-04-11T23:47:16.854775806Z'"]
+    assert q.time_range(None, LAST + US) == ["time <= '2262-04-11T23:47:16.854775806Z'"]
+    assert q.time_range(FIRST, LAST) == [
+        "time >= '1677-09-21T00:12:43.145225Z'",
+        "time < '2262-04-11T23:47:16.854775Z'",
+    ]
+    assert q.time_range(year_1, FIRST + US) == ["time < '1677-09-21T00:12:43.145226Z'"]
+    assert (schema.to_us(FIRST), schema.to_us(LAST)) == (schema.FIRST_US, schema.LAST_US)
+    assert q.at(FIRST - US) is None
+    assert q.at(LAST + US) is None
+    assert q.at(LAST) == "time = '2262-04-11T23:47:16.854775Z'"
+
+
+def test_a_cursor_beyond_the_times_influxdb_holds_pages_on_without_error(store: InfluxStore) -> None:
+    readings = [reading("dev-1", "temp", T0 + timedelta(seconds=i), float(i)) for i in range(3)]
+    store.write_readings(readings)
+
+    def cursor(ts: datetime) -> str:
+        return q.encode_cursor(schema.READINGS, schema.to_us(ts), "", "")
+
+    before_all = store.query_readings(ReadingQuery(trial="t1", cursor=cursor(datetime(1, 1, 1, tzinfo=UTC))))
+    assert before_all == Page(readings, None)
+    past_all = ReadingQuery(trial="t1", cursor=cursor(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)))
+    assert store.query_readings(past_all) == Page([], None)
+    assert store.query_readings(ReadingQuery(trial="t1", cursor=cursor(LAST))) == Page([], None)
+    with pytest.raises(BadQuery, match="cursor: time out of range"):
+        store.query_readings(ReadingQuery(trial="t1", cursor=q.encode_cursor(schema.READINGS, 2**62, "", "")))
+
+
+def test_a_record_outside_the_times_influxdb_holds_is_refused_before_its_batch_is_written(
+    store: InfluxStore,
+) -> None:
+    early, late = FIRST - US, datetime(2300, 1, 1, tzinfo=UTC)
+    with pytest.raises(StoreError, match="outside the times InfluxDB can store"):
+        store.write_readings([reading("dev-1", "temp", T0, 1.0), reading("dev-2", "temp", early, 2.0)])
+    with pytest.raises(StoreError, match="outside the times InfluxDB can store"):
+        store.write_events(
+            [Event("t1", "dev-1", "RIP", T0, T0, {}), Event("t1", "dev-2", "RIP", late, T0, {})]
+        )
+    with pytest.raises(StoreError, match="outside the times InfluxDB can store"):
+        store.write_status([StatusReport("t1", "dev-1", T0, T0), StatusReport("t1", "dev-2", early, T0)])
+
+    assert store.query_readings(ReadingQuery(trial="t1")).items == []
+    assert store.query_events(EventQuery(trial="t1")).items == []
+    assert store.device_states(trial="t1") == []
