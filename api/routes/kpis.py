@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Query
 
 from api.deps import PathTrial, StoreDep
@@ -154,11 +155,13 @@ def _uptime(
             functions=(),
             timezone=trial.timezone,
         )
-        total = buckets.bucket_count(query)
-        seen: dict[str | None, set[datetime]] = {i: set() for i in ids}
-        for b in store.aggregate(query):
-            if b.count:
-                seen.setdefault(b.device, set()).add(b.start)
+        # As a grid (µs starts, counts per series × slot): no datetime per slot, so a window
+        # whose first slot starts before year 1 (in Tokyo) works too, and no Bucket per slot.
+        grid = buckets.aggregate_grid(store, query)
+        total = len(grid.starts_us)
+        counts = grid.count.reshape(len(grid.series), total) if total else grid.count
         for device_id in ids:
-            up[device_id] = len(seen[device_id]) / total if total else None
+            rows = [i for i, (_, device) in enumerate(grid.series) if device == device_id]
+            filled = int(np.count_nonzero((counts[rows] > 0).any(axis=0))) if rows else 0
+            up[device_id] = filled / total if total else None
     return up

@@ -72,3 +72,18 @@ async def test_window_over_400_days_says_how_to_narrow(client: AsyncClient) -> N
     )
     assert response.status_code == 400
     assert "shorter start..end" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z"), ("9999-12-30T00:00:00Z", "9999-12-31T23:00:00Z")],
+)
+async def test_a_window_at_the_ends_of_the_calendar_has_nothing_and_no_error(
+    client: AsyncClient, start: str, end: str
+) -> None:
+    # In Tokyo the first slot of year 1 starts in year 0, which no datetime holds.
+    response = await client.get("/api/v1/trials/alpha/kpis", params={"start": start, "end": end})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["totals"]["uptime"] == 0.0
+    assert all(d["received"] == 0 for d in body["devices"])
