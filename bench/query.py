@@ -335,6 +335,8 @@ async def export_once(path: Path, readings: int, data_dir: Path, memory_limit: s
         "bytes": size,
         "seconds": round(seconds, 3),
         "readings_per_s": round(readings_out / seconds),
+        # The CSV is wide (a row per time and device, a column per measurement): fewer rows than readings.
+        "csv_rows_per_s": round((lines - 1) / seconds),
         "peak_rss_mb": rss_peak,
         "rss_before_export_mb": rss_before,
         "baseline_duckdb_copy_readings_per_s": round(readings_out / copy_seconds),
@@ -449,6 +451,7 @@ def main() -> None:
                     for at in ("p50", "p95")
                 ),
                 "csv_over_500k_readings_per_s": export["readings_per_s"] > 500_000,
+                "csv_over_500k_rows_per_s": export["csv_rows_per_s"] > 500_000,
                 "export_peak_rss_under_300mb": export["peak_rss_mb"] < 300,
             },
         }

@@ -37,9 +37,11 @@ def test_bench_query_runs_and_reports_every_figure() -> None:
     export = report["export_csv_30d"]
     # The CSV is wide: one row per (time, device), a column per measurement, and both are sent together.
     assert export["readings"] > 0 and export["csv_rows"] == export["readings"] // 2
+    assert 0 < export["csv_rows_per_s"] < export["readings_per_s"]
     assert set(report["targets"]) == {
         "device_7d_1h_p95_under_50ms",
         "api_overhead_under_1.5x",
         "csv_over_500k_readings_per_s",
+        "csv_over_500k_rows_per_s",
         "export_peak_rss_under_300mb",
     }
