@@ -32,8 +32,6 @@ so the anti-join and the insert see no concurrent writer.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import itertools
 import json
@@ -59,7 +57,7 @@ from midika.models.records import (
     Reading,
     StatusReport,
 )
-from midika.store import buckets
+from midika.store import buckets, cursors
 from midika.store.base import (
     MONTH,
     READING_SCHEMA,
@@ -78,7 +76,6 @@ from midika.store.base import (
 from midika.store.buckets import BucketGrid, to_us
 
 SCHEMA_VERSION = 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = pa.timestamp("us")
 _US_UTC = pa.timestamp("us", tz="UTC")
 
@@ -749,27 +746,14 @@ def _check_limit(limit: int) -> None:
 
 
 def _encode_cursor(kind: str, ts: datetime, first: str, second: str) -> str:
-    """An opaque, URL-safe keyset cursor: the kind of listing and the last key it returned."""
-    micros = (ts - _EPOCH) // timedelta(microseconds=1)
-    raw = json.dumps([kind, micros, first, second], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """The cursor of a `kind` listing after the item with key (ts, an aware time, first, second)."""
+    return cursors.encode(kind, to_us(ts), first, second)
 
 
 def _decode_cursor(kind: str, cursor: str) -> tuple[datetime, str, str]:
     """The key a cursor of `kind` encodes, as naive UTC time and two strings."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        decoded = json.loads(raw)
-    except (ValueError, binascii.Error) as exc:
-        raise BadQuery("cursor: not a cursor this store issued") from exc
-    match decoded:
-        case [str(k), int(micros), str(first), str(second)] if k == kind and not isinstance(micros, bool):
-            try:
-                ts = _EPOCH + timedelta(microseconds=micros)
-            except OverflowError as exc:
-                raise BadQuery("cursor: time out of range") from exc
-            return ts.replace(tzinfo=None), first, second
-    raise BadQuery("cursor: not a cursor this store issued for this kind of query")
+    ts_us, first, second = cursors.decode(kind, cursor)
+    return buckets.from_us(ts_us).replace(tzinfo=None), first, second
 
 
 def _translate(exc: duckdb.Error, context: str) -> StoreError:

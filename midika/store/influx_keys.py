@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from midika.store import cursors
 from midika.store import influx_query as q
 from midika.store import influx_schema as schema
 from midika.store.influx_http import InfluxHttp, Row
@@ -96,7 +97,7 @@ def keyset_page(
 ) -> tuple[list[Row], str | None]:
     """One page of `kind` rows in (time, device, `second`) order, and the cursor after it."""
     q.require_limit(limit)
-    after = q.decode_cursor(kind, cursor) if cursor is not None else None
+    after = cursors.decode(kind, cursor) if cursor is not None else None
     window = q.time_range(start, end)
     if window is None:
         return [], None
@@ -135,4 +136,4 @@ def keyset_page(
         more = len(rows) > limit
     rows.sort(key=sort_key)
     page = rows[:limit]
-    return page, q.encode_cursor(kind, *sort_key(page[-1])) if more and page else None
+    return page, cursors.encode(kind, *sort_key(page[-1])) if more and page else None

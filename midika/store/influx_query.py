@@ -13,10 +13,7 @@ window to that range and says when nothing can match.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
 import operator
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -147,26 +144,3 @@ def aggregate(
     if groups:
         text += f" GROUP BY {', '.join(groups)}"
     return text + (" fill(none)" if bucket is not None else "")
-
-
-def encode_cursor(kind: str, ts_us: int, first: str, second: str) -> str:
-    """The opaque cursor of a `kind` listing (a measurement) after the item with key (ts, first, second)."""
-    raw = json.dumps([kind, ts_us, first, second], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(kind: str, cursor: str) -> tuple[int, str, str]:
-    """The key a cursor of a `kind` listing stands for; BadQuery if it is not one, or of another kind."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        decoded = json.loads(raw)
-    except (ValueError, binascii.Error) as exc:
-        raise BadQuery("cursor: not a cursor this store issued") from exc
-    match decoded:
-        case [str(k), int(ts_us), str(first), str(second)] if k == kind and not isinstance(ts_us, bool):
-            try:
-                schema.from_us(ts_us)  # a time no datetime holds cannot be resumed from
-            except OverflowError as exc:
-                raise BadQuery("cursor: time out of range") from exc
-            return ts_us, first, second
-    raise BadQuery("cursor: not a cursor this store issued for this kind of query")

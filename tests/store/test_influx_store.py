@@ -17,6 +17,7 @@ import pytest
 
 from midika.errors import BadQuery, StoreError
 from midika.models.records import Event, Quality, QuarantineReason, QuarantineRecord, Reading, StatusReport
+from midika.store import cursors
 from midika.store import influx_query as q
 from midika.store import influx_schema as schema
 from midika.store.base import EventQuery, Page, QuarantineQuery, ReadingQuery
@@ -203,7 +204,7 @@ def test_a_cursor_beyond_the_times_influxdb_holds_pages_on_without_error(store: 
     store.write_readings(readings)
 
     def cursor(ts: datetime) -> str:
-        return q.encode_cursor(schema.READINGS, schema.to_us(ts), "", "")
+        return cursors.encode(schema.READINGS, schema.to_us(ts), "", "")
 
     before_all = store.query_readings(ReadingQuery(trial="t1", cursor=cursor(datetime(1, 1, 1, tzinfo=UTC))))
     assert before_all == Page(readings, None)
@@ -211,7 +212,7 @@ def test_a_cursor_beyond_the_times_influxdb_holds_pages_on_without_error(store: 
     assert store.query_readings(past_all) == Page([], None)
     assert store.query_readings(ReadingQuery(trial="t1", cursor=cursor(LAST))) == Page([], None)
     with pytest.raises(BadQuery, match="cursor: time out of range"):
-        store.query_readings(ReadingQuery(trial="t1", cursor=q.encode_cursor(schema.READINGS, 2**62, "", "")))
+        store.query_readings(ReadingQuery(trial="t1", cursor=cursors.encode(schema.READINGS, 2**62, "", "")))
 
 
 def test_a_record_outside_the_times_influxdb_holds_is_refused_before_its_batch_is_written(
