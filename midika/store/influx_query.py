@@ -1,4 +1,4 @@
-"""InfluxQL text for the InfluxDB store: quoting, filters, time bounds and paging cursors.
+"""InfluxQL text for the InfluxDB store: quoting, filters and time bounds (cursors: midika.store.cursors).
 
 Only InfluxQL that 1.8, 2.x (through DBRP mappings) and 3.x all serve is built here: absolute times
 are RFC 3339 string literals, set membership is an OR of equalities (no regular expressions, no
