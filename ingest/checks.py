@@ -24,7 +24,11 @@ R = QuarantineReason
 
 FLOAT, INT, BOOL, STR = ValueType.FLOAT, ValueType.INT, ValueType.BOOL, ValueType.STR
 
-# A device clock before 2000 has not been set (no NTP or GNSS fix since boot): keep, but flag.
+# No device clock counts from before the Unix epoch: an earlier time is garbage, and the stores
+# cannot all hold it (InfluxDB starts in 1677), so it is rejected as past_timestamp.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# A device clock from 1970 to 2000 has not been set (no NTP or GNSS fix since boot): keep, but flag.
 CLOCK_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 
 SEQ_LIMIT = 2**63
@@ -168,7 +172,7 @@ def seq_number(raw: Any, where: str, field: str) -> int:
 
 
 def timestamp(raw: Any, latest: datetime) -> datetime:
-    """A device timestamp no later than `latest`; raises Bad."""
+    """A device timestamp from the Unix epoch to `latest`; raises Bad."""
     kind = type(raw)
     if kind is float and not isfinite(raw):
         non_finite(raw)
@@ -181,7 +185,9 @@ def timestamp(raw: Any, latest: datetime) -> datetime:
     try:
         ts = parse_timestamp(raw)
     except (ValueError, OverflowError) as exc:
-        if kind is not str and raw >= 0:  # a finite positive epoch only fails beyond the year 9999
+        if kind is not str:  # a finite epoch only fails below 0 or beyond the year 9999
+            if raw < 0:
+                raise _past(short(raw)) from None
             raise Bad(R.FUTURE_TIMESTAMP, f"{raw!r} is beyond the year 9999") from None
         raise Bad(
             R.SCHEMA_INVALID, f"{short(raw)}: {exc}" if isinstance(exc, OverflowError) else str(exc)
@@ -192,7 +198,16 @@ def timestamp(raw: Any, latest: datetime) -> datetime:
             f"{to_rfc3339(ts)} is in the future (latest accepted: {to_rfc3339(latest)}); "
             "set the device clock from NTP/GNSS and send UTC",
         )
+    if ts < EPOCH:  # RFC 3339 text only: an epoch number below 0 failed above
+        raise _past(to_rfc3339(ts))
     return ts
+
+
+def _past(shown: str) -> Bad:
+    return Bad(
+        R.PAST_TIMESTAMP,
+        f"{shown} is before {to_rfc3339(EPOCH)}; set the device clock from NTP/GNSS, or leave ts out",
+    )
 
 
 def optional_time(record: dict[str, Any], where: str, ctx: Context) -> datetime:

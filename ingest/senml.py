@@ -16,6 +16,7 @@ from ingest.checks import (
     ABSENT,
     CLOCK_FLOOR,
     CLOCK_SUSPECT,
+    EPOCH,
     FLOAT,
     NO_DEVICE_TIME,
     OUT_OF_RANGE,
@@ -243,9 +244,16 @@ def _time(resolved: float, where: str, ctx: Context, latest_epoch: float) -> tup
             "(seconds before now)",
         )
     try:
-        return ctx.received + timedelta(seconds=resolved), NO_DEVICE_TIME
-    except OverflowError:
-        raise Invalid(R.SCHEMA_INVALID, f"{where}.t: relative time {resolved} s is before year 1") from None
+        ts = ctx.received + timedelta(seconds=resolved)
+    except OverflowError:  # before the year 1, so before the epoch all the same
+        ts = datetime.min.replace(tzinfo=UTC)
+    if ts < EPOCH:
+        raise Invalid(
+            R.PAST_TIMESTAMP,
+            f"{where}.t: relative time bt + t = {resolved} s is before {to_rfc3339(EPOCH)} (counted back "
+            f"from receipt, {to_rfc3339(ctx.received)}); relative times are seconds before now, e.g. -60",
+        )
+    return ts, NO_DEVICE_TIME
 
 
 def _bad_fields(record: dict[str, Any], where: str) -> NoReturn:

@@ -37,6 +37,7 @@ class QuarantineReason(StrEnum):
     NON_FINITE = "non_finite"  # NaN or ±inf
     UNIT_MISMATCH = "unit_mismatch"  # a SenML unit other than the profile's
     FUTURE_TIMESTAMP = "future_timestamp"  # beyond the configured clock tolerance
+    PAST_TIMESTAMP = "past_timestamp"  # before 1970-01-01T00:00:00Z: no device clock counts from earlier
     TOO_LARGE = "too_large"  # payload over the size limit
 
 

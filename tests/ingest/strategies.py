@@ -16,6 +16,9 @@ json_leaf = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
     st.sampled_from(["2026-07-20T09:00:00Z", "9999-12-31T23:59:59-01:00", "hs", "m", "onjuku-buoy-01/"]),
+    # Times before the Unix epoch: RFC 3339 ones, and a number that is 1906 as an epoch time and,
+    # as a SenML time, reaches from a 2026 receipt back to 1962.
+    st.sampled_from(["1969-12-31T23:59:59Z", "1600-01-01T00:00:00Z", -2_000_000_000]),
 )
 keys = st.sampled_from(
     [

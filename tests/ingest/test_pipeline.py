@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from ingest.pipeline import Accepted, Rejected, process
 from midika.models.records import Quality, QuarantineReason
@@ -23,6 +24,7 @@ from tests.ingest.helpers import (
     accepted,
     pinned_settings,
     rejected,
+    run,
 )
 
 R = QuarantineReason
@@ -43,6 +45,7 @@ EVERY_REASON: list[tuple[str, Any, QuarantineReason]] = [
     (CAM + "/up", b'{"values": {"glare_score": NaN}}', R.NON_FINITE),
     (BUOY + "/up", [{"n": "hs", "u": "cm", "v": 120}], R.UNIT_MISMATCH),
     (CAM + "/up", {"ts": "2026-07-20T12:10:00Z", "values": {"glare_score": 0.1}}, R.FUTURE_TIMESTAMP),
+    (CAM + "/up", {"ts": "1969-12-31T23:59:59Z", "values": {"glare_score": 0.1}}, R.PAST_TIMESTAMP),
     (CAM + "/up", b" " * (1_048_576 + 1), R.TOO_LARGE),
 ]
 
@@ -173,6 +176,61 @@ def test_future_timestamps_beyond_the_tolerance() -> None:
     assert rejected(BUOY + "/up", {"ts": RECEIVED.timestamp() + 1, "values": {"hs": 1}}, settings=strict)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PAST_FIX = "is before 1970-01-01T00:00:00Z; set the device clock from NTP/GNSS, or leave ts out"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "detail"),
+    [
+        (
+            BUOY + "/up",
+            {"ts": "1969-12-31T23:59:59Z", "values": {"hs": 1}},
+            f"ts: 1969-12-31T23:59:59Z {PAST_FIX}",
+        ),
+        (BUOY + "/up", {"ts": -1, "values": {"hs": 1}}, f"ts: -1 {PAST_FIX}"),
+        (BUOY + "/up", {"ts": -1784505600000, "values": {"hs": 1}}, f"ts: -1784505600000 {PAST_FIX}"),
+        (
+            BUOY + "/up",
+            {"ts": "1600-01-01T00:00:00Z", "values": {"hs": 1}},
+            f"ts: 1600-01-01T00:00:00Z {PAST_FIX}",
+        ),
+        (
+            BUOY + "/up",
+            [{"ts": 1784505600, "values": {"hs": 1}}, {"ts": "1600-01-01T00:00:00Z", "values": {"hs": 2}}],
+            f"[1].ts: 1600-01-01T00:00:00Z {PAST_FIX}",
+        ),
+        (
+            BUOY + "/up",
+            [{"bn": "onjuku-buoy-01/", "bt": -RECEIVED.timestamp(), "n": "hs", "v": 1, "t": -0.5}],
+            "[0].t: relative time bt + t = -1784548800.5 s is before 1970-01-01T00:00:00Z (counted back from "
+            "receipt, 2026-07-20T12:00:00Z); relative times are seconds before now, e.g. -60",
+        ),
+        (
+            CAM + "/evt",
+            {"ts": "1600-01-01T00:00:00Z", "type": "CAMERA_OFFLINE"},
+            f"ts: 1600-01-01T00:00:00Z {PAST_FIX}",
+        ),
+        (CAM + "/status", {"ts": -60, "online": True}, f"ts: -60 {PAST_FIX}"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_times_before_1970_are_quarantined_as_past_timestamps(topic: str, payload: Any, detail: str) -> None:
+    outcome = rejected(topic, payload)
+    assert outcome.reason is R.PAST_TIMESTAMP
+    assert outcome.quarantine.detail == detail
+    assert json.loads(outcome.quarantine.payload) == payload  # kept as sent, to re-ingest once fixed
+
+
+def test_the_epoch_is_the_floor_and_times_up_to_2000_are_stored_flagged_clock_suspect() -> None:
+    for ts in ("1970-01-01T00:00:00Z", 0, "1999-12-31T23:59:59Z", 946684799.5):
+        (reading,) = accepted(BUOY + "/up", {"ts": ts, "values": {"hs": 1}}).readings
+        assert EPOCH <= reading.ts < datetime(2000, 1, 1, tzinfo=UTC)
+        assert reading.quality == Quality.CLOCK_SUSPECT
+    outcome = rejected(BUOY + "/up", {"ts": "1969-12-31T23:59:59.999999Z", "values": {"hs": 1}})
+    assert outcome.reason is R.PAST_TIMESTAMP
+
+
 def test_events_and_status() -> None:
     (event,) = accepted(
         CAM + "/evt", {"ts": 1784505600, "type": "ZONE_ENTRY", "data": {"zone": "w", "persons": 2}}
@@ -218,3 +276,41 @@ def test_process_never_raises(topic: str, payload: bytes) -> None:
     if isinstance(outcome, Rejected):
         assert outcome.quarantine.detail
         assert outcome.quarantine.payload == payload[: SETTINGS.quarantine_payload_cap]
+
+
+# Whole seconds: a SenML time is a float of seconds, exact for whole ones back to the year 1.
+_moments = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(2026, 7, 20, 12), timezones=st.just(UTC)
+).map(lambda moment: moment.replace(microsecond=0))
+
+
+def _message(moment: datetime, form: str) -> Any:
+    if form == "rfc3339":
+        return {"ts": moment.isoformat(), "values": {"hs": 1}}
+    if form == "epoch":
+        return {"ts": int(moment.timestamp()), "values": {"hs": 1}}
+    return [{"bt": (moment - RECEIVED).total_seconds(), "n": "hs", "v": 1}]  # relative to receipt
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=_moments, form=st.sampled_from(["rfc3339", "epoch", "senml"]))
+@example(moment=EPOCH, form="rfc3339")
+@example(moment=EPOCH - timedelta(seconds=1), form="epoch")
+@example(moment=EPOCH - timedelta(seconds=1), form="senml")
+def test_a_time_from_the_epoch_on_is_stored_and_one_before_it_is_a_past_timestamp(
+    moment: datetime, form: str
+) -> None:
+    outcome = run(BUOY + "/up", _message(moment, form))
+    if moment < EPOCH:
+        assert isinstance(outcome, Rejected), outcome
+        assert outcome.reason is R.PAST_TIMESTAMP
+        assert "is before 1970-01-01T00:00:00Z" in outcome.quarantine.detail
+        return
+    assert isinstance(outcome, Accepted), outcome.quarantine.detail
+    (reading,) = outcome.readings
+    assert reading.ts == moment
+    if form == "senml":
+        assert reading.quality == Quality.NO_DEVICE_TIME
+    else:
+        suspect = moment < datetime(2000, 1, 1, tzinfo=UTC)
+        assert reading.quality == (Quality.CLOCK_SUSPECT if suspect else Quality.OK)

@@ -148,7 +148,6 @@ def test_timestamps_rfc3339_epoch_seconds_and_milliseconds(ts: object, expected:
         ("9999-12-31T23:59:59-01:00", R.SCHEMA_INVALID, "out of range"),
         ("2026-07-20T09:00:00", R.SCHEMA_INVALID, "no UTC offset"),
         ("yesterday", R.SCHEMA_INVALID, "not RFC 3339"),
-        (-1, R.SCHEMA_INVALID, "non-negative"),
         (float("nan"), R.NON_FINITE, "not a finite number"),
         (None, R.SCHEMA_INVALID, "null is not a timestamp"),
         ([], R.SCHEMA_INVALID, "array [] is not a timestamp"),
@@ -164,6 +163,63 @@ def test_bad_timestamps(ts: object, reason: QuarantineReason, detail: str) -> No
 def test_the_future_tolerance_is_inclusive() -> None:
     (reading,) = readings({"ts": "2026-07-20T12:05:00Z", "values": {"level": 1}})
     assert reading.ts == RECEIVED + timedelta(seconds=300)
+
+
+def past(shown: str) -> str:
+    """The detail of a time before the Unix epoch, shown as `shown`."""
+    return f"{shown} is before 1970-01-01T00:00:00Z; set the device clock from NTP/GNSS, or leave ts out"
+
+
+@pytest.mark.parametrize(
+    ("ts", "shown"),
+    [
+        ("1969-12-31T23:59:59Z", "1969-12-31T23:59:59Z"),
+        ("1969-12-31T23:59:59.999999Z", "1969-12-31T23:59:59.999999Z"),
+        ("1970-01-01T08:59:59+09:00", "1969-12-31T23:59:59Z"),  # 1970 in Japan, 1969 in UTC
+        ("1600-01-01T00:00:00Z", "1600-01-01T00:00:00Z"),  # before InfluxDB's first time, 1677
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+        (-1, "-1"),
+        (-0.001, "-0.001"),
+        (-1784505600000, "-1784505600000"),  # a negative number is never read as milliseconds
+        (-(2**70), str(-(2**70))),
+        pytest.param(-(10**400), checks.short(-(10**400)), id="-10**400"),  # beyond float, still past
+    ],
+)
+def test_times_before_1970_are_past_timestamps(ts: object, shown: str) -> None:
+    error = invalid(readings, {"ts": ts, "values": {"level": 1}})
+    assert error.reason is R.PAST_TIMESTAMP
+    assert error.detail == f"ts: {past(shown)}"
+
+
+@pytest.mark.parametrize(
+    ("kept", "rejected"),
+    [
+        ("1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999999Z"),
+        ("1970-01-01T09:00:00+09:00", "1970-01-01T08:59:59+09:00"),
+        (0, -1),
+        (-0.0, -1e-06),
+        ("1999-12-31T23:59:59Z", "1899-12-31T23:59:59Z"),
+        (946684799, -946684799),
+    ],
+)
+def test_times_from_1970_to_2000_are_stored_flagged_and_earlier_ones_rejected(
+    kept: object, rejected: object
+) -> None:
+    (reading,) = readings({"ts": kept, "values": {"level": 1}})
+    assert datetime(1970, 1, 1, tzinfo=UTC) <= reading.ts < checks.CLOCK_FLOOR
+    assert reading.quality == Quality.CLOCK_SUSPECT
+    assert invalid(readings, {"ts": rejected, "values": {"level": 1}}).reason is R.PAST_TIMESTAMP
+
+
+def test_one_past_time_rejects_the_whole_batch_naming_its_record() -> None:
+    error = invalid(
+        readings,
+        {"ts": 1784505600, "values": {"level": 1}},
+        {"ts": "1600-01-01T00:00:00Z", "values": {"level": 2}},
+        {"ts": 1784505660, "values": {"level": 3}},
+    )
+    assert error.reason is R.PAST_TIMESTAMP
+    assert error.detail == f"[1].ts: {past('1600-01-01T00:00:00Z')}"
 
 
 def test_seq_is_kept_per_record() -> None:
@@ -225,7 +281,8 @@ def test_senml_absolute_time_boundary() -> None:
     [
         ([{"n": "level", "v": 1, "t": 1784505600000}], R.FUTURE_TIMESTAMP, "not ms"),
         ([{"n": "level", "v": 1, "t": 301}], R.FUTURE_TIMESTAMP, "relative times are <= 0"),
-        ([{"n": "level", "v": 1, "t": -1e13}], R.SCHEMA_INVALID, "before year 1"),
+        ([{"n": "level", "v": 1, "t": -1e13}], R.PAST_TIMESTAMP, "before 1970-01-01T00:00:00Z"),
+        ([{"n": "level", "v": 1, "bt": -1e300}], R.PAST_TIMESTAMP, "before 1970-01-01T00:00:00Z"),
         ([{"n": "level", "v": 1, "t": float("inf")}], R.NON_FINITE, "[0].t"),
         ([{"bt": float("nan"), "n": "level", "v": 1}], R.NON_FINITE, "[0].bt"),
     ],
@@ -234,6 +291,26 @@ def test_senml_bad_times(records: list[dict[str, Any]], reason: QuarantineReason
     error = invalid(senml, *records)
     assert error.reason is reason
     assert detail in error.detail
+
+
+# RECEIVED is this many seconds after the Unix epoch: a relative time below minus it lies before 1970.
+SINCE_1970 = RECEIVED.timestamp()
+
+
+def test_senml_relative_times_reaching_back_before_1970_are_past_timestamps() -> None:
+    (reading,) = senml({"bt": -SINCE_1970, "n": "level", "v": 1})  # received time minus itself: 1970
+    assert reading.ts == datetime(1970, 1, 1, tzinfo=UTC)
+    assert reading.quality == Quality.NO_DEVICE_TIME
+    error = invalid(
+        senml,
+        {"bn": "dev-1/", "bt": -SINCE_1970, "n": "level", "v": 1},
+        {"n": "level", "v": 2, "t": -1},
+    )
+    assert error.reason is R.PAST_TIMESTAMP
+    assert error.detail == (
+        f"[1].t: relative time bt + t = {-SINCE_1970 - 1} s is before 1970-01-01T00:00:00Z (counted back "
+        "from receipt, 2026-07-20T12:00:00Z); relative times are seconds before now, e.g. -60"
+    )
 
 
 @pytest.mark.parametrize(
@@ -335,6 +412,8 @@ def test_events_without_ts_or_data() -> None:
         ({"type": "NOISE"}, R.UNKNOWN_EVENT_TYPE, "it has ALARM"),
         ({"type": 3}, R.SCHEMA_INVALID, "type is number 3"),
         ({"data": {}}, R.SCHEMA_INVALID, "type is missing"),
+        ({"ts": "1969-07-20T20:17:40Z", "type": "ALARM"}, R.PAST_TIMESTAMP, "ts: 1969-07-20T20:17:40Z is"),
+        ({"ts": -86400, "type": "ALARM"}, R.PAST_TIMESTAMP, "ts: -86400 is before 1970-01-01T00:00:00Z"),
     ],
 )
 def test_bad_events(record: dict[str, Any], reason: QuarantineReason, detail: str) -> None:
@@ -358,6 +437,14 @@ def test_status_fields() -> None:
     assert report.ts == datetime(2026, 7, 20, tzinfo=UTC) and report.ingest_ts == RECEIVED
     will = validate.status({"online": False}, ctx=CTX)
     assert (will.online, will.ts, will.battery) == (False, RECEIVED, None)
+
+
+@pytest.mark.parametrize(("ts", "shown"), [("1600-01-01T00:00:00Z", "1600-01-01T00:00:00Z"), (-1, "-1")])
+def test_status_times_before_1970_are_past_timestamps(ts: object, shown: str) -> None:
+    error = invalid(validate.status, {"ts": ts, "online": True}, ctx=CTX)
+    assert error.reason is R.PAST_TIMESTAMP
+    assert error.detail == f"ts: {past(shown)}"
+    assert validate.status({"ts": 0, "online": True}, ctx=CTX).ts == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_status_non_finite_numbers() -> None:

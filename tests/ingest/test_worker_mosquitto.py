@@ -1,4 +1,4 @@
-"""The ingest worker against a real Mosquitto and a real DuckDB store."""
+"""The ingest worker against a real Mosquitto and a real DuckDB store (and InfluxDB where it matters)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from midika.broker_address import BrokerAddress
 from midika.errors import StoreUnavailable
 from midika.models.records import QuarantineReason, Reading
 from midika.settings import Settings
-from midika.store.base import EventQuery, QuarantineQuery, ReadingQuery
+from midika.store.base import EventQuery, QuarantineQuery, ReadingQuery, Store
 from midika.store.duckdb import DuckDBStore
+from midika.store.influx import InfluxStore
 from tests.conftest import free_port, require_program
 from tests.ingest.contract_doc import publishes
 from tests.ingest.helpers import BUOY, CAM, SHIPPED, run
@@ -249,6 +250,62 @@ def test_stop_writes_everything_received(store: DuckDBStore, mosquitto: Mosquitt
     device.close()
     assert len(stored_readings(store)) == 20
     assert worker.stats.pending == 0
+
+
+@pytest.fixture(params=["duckdb", "influxdb"])
+def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each real store, empty; InfluxDB behind the test v2 write shim, as in test_reingest."""
+    if request.param == "duckdb":
+        opened: Store = DuckDBStore(path=tmp_path / "midika.duckdb")
+    else:
+        _, shim = request.getfixturevalue("influx")
+        opened = InfluxStore(
+            url=shim.url, database=request.getfixturevalue("database"), retention_policy="autogen"
+        )
+    yield opened
+    opened.close()
+
+
+def test_a_time_before_1970_is_quarantined_and_holds_back_no_other_devices_readings(
+    real_store: Store, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # One batch for all three messages, written by stop(). InfluxDB cannot hold a time before 1677
+    # and refuses a batch with one: a year-1600 reading that got through would cost the buoy's too.
+    slow = Settings.load(data_dir=tmp_path / "data", ingest_flush_interval_s=30, ingest_batch_size=100_000)
+    worker = make_worker(real_store, mosquitto, slow)
+    worker.start(timeout=10)
+    cam, buoy = Device(mosquitto, "onjuku-cam-01"), Device(mosquitto, "onjuku-buoy-01")
+    cam.publish(
+        CAM + "/up",
+        [
+            {"ts": 1784505600, "values": {"persons_in_water": 3}},
+            {"ts": "1600-01-01T00:00:00Z", "values": {"persons_in_water": 4}},
+        ],
+    )
+    cam.publish(CAM + "/status", {"ts": -1, "online": True})
+    good = [{"ts": 1784505600 + 1800 * i, "values": {"hs": 1.0 + i, "tp": 9}} for i in range(3)]
+    buoy.publish(BUOY + "/up", good)
+    deadline = time.monotonic() + 10
+    while worker.stats.received < 3:
+        assert time.monotonic() < deadline, f"received {worker.stats.received} of 3"
+        time.sleep(0.01)
+    worker.stop()
+    cam.close()
+    buoy.close()
+
+    page = real_store.query_readings(ReadingQuery(trial="onjuku-rip", limit=1000))
+    assert {(r.device, r.measurement, r.ts, r.value) for r in page.items} == {
+        (r.device, r.measurement, r.ts, r.value) for r in _accepted(BUOY + "/up", good).readings
+    }
+    fix = "is before 1970-01-01T00:00:00Z; set the device clock from NTP/GNSS, or leave ts out"
+    quarantined = real_store.query_quarantine(QuarantineQuery(limit=100))
+    assert sorted((q.topic, q.reason, q.detail) for q in quarantined) == [
+        (CAM + "/status", R.PAST_TIMESTAMP, f"ts: -1 {fix}"),
+        (CAM + "/up", R.PAST_TIMESTAMP, f"[1].ts: 1600-01-01T00:00:00Z {fix}"),
+    ]
+    stats = worker.stats
+    assert (stats.readings_stored, stats.status_stored, stats.lost, stats.pending) == (6, 0, 0, 0)
+    assert stats.quarantined == {R.PAST_TIMESTAMP: 2}
 
 
 class FlakyStore:
