@@ -183,6 +183,10 @@ def test_firmware_batch_senml_and_bad_messages(platform: Platform) -> None:
             cam_up,
             json.dumps({"ts": _iso(base + timedelta(days=2)), "values": {"persons_in_water": 1}}).encode(),
         ),
+        QuarantineReason.PAST_TIMESTAMP: (
+            cam_up,
+            json.dumps({"ts": "1969-12-31T23:59:59Z", "values": {"persons_in_water": 1}}).encode(),
+        ),
         QuarantineReason.UNIT_MISMATCH: (buoy_up, json.dumps([{"n": "hs", "u": "Cel", "v": 1.0}]).encode()),
     }
     with DeviceClient(
