@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +10,6 @@ from ingest.pipeline import Rejected
 from ingest.reingest import Outcome, reingest
 from midika.models.records import QuarantineReason
 from midika.store.base import QuarantineQuery, ReadingQuery, Store
-from midika.store.duckdb import DuckDBStore
-from midika.store.influx import InfluxStore
 from tests.ingest.helpers import BUOY, RECEIVED, SETTINGS, SHIPPED, Trials, pinned_settings, run
 
 NOBODY = Trials([])  # before the trial file was added: every message is unknown_trial
@@ -21,18 +17,10 @@ GOOD = {"ts": "2026-07-20T11:59:00Z", "values": {"hs": 1.2, "tp": 9.0}}
 BAD = {"ts": "2026-07-20T11:59:00Z", "values": {"no_such_measurement": 1.0}}
 
 
-@pytest.fixture(params=["duckdb", "influxdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture
+def store(real_store: Store) -> Store:
     """Each real store, empty."""
-    if request.param == "duckdb":
-        opened: Store = DuckDBStore(path=tmp_path / "q.duckdb")
-    else:
-        _, shim = request.getfixturevalue("influx")
-        opened = InfluxStore(
-            url=shim.url, database=request.getfixturevalue("database"), retention_policy="autogen"
-        )
-    yield opened
-    opened.close()
+    return real_store
 
 
 def _quarantine(store: Store, payload: object, *, cap: int | None = None) -> int:

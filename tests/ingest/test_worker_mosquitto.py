@@ -25,7 +25,6 @@ from midika.models.records import QuarantineReason, Reading
 from midika.settings import Settings
 from midika.store.base import EventQuery, QuarantineQuery, ReadingQuery, Store
 from midika.store.duckdb import DuckDBStore
-from midika.store.influx import InfluxStore
 from tests.conftest import free_port, require_program
 from tests.ingest.contract_doc import publishes
 from tests.ingest.helpers import BUOY, CAM, SHIPPED, run
@@ -250,20 +249,6 @@ def test_stop_writes_everything_received(store: DuckDBStore, mosquitto: Mosquitt
     device.close()
     assert len(stored_readings(store)) == 20
     assert worker.stats.pending == 0
-
-
-@pytest.fixture(params=["duckdb", "influxdb"])
-def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each real store, empty; InfluxDB behind the test v2 write shim, as in test_reingest."""
-    if request.param == "duckdb":
-        opened: Store = DuckDBStore(path=tmp_path / "midika.duckdb")
-    else:
-        _, shim = request.getfixturevalue("influx")
-        opened = InfluxStore(
-            url=shim.url, database=request.getfixturevalue("database"), retention_policy="autogen"
-        )
-    yield opened
-    opened.close()
 
 
 def test_a_time_before_1970_is_quarantined_and_holds_back_no_other_devices_readings(
