@@ -18,15 +18,11 @@ from ingest.decode import json_type
 from ingest.errors import Invalid
 from midika.models.records import Quality, QuarantineReason
 from midika.models.trial import DeviceProfile, ValueType
-from midika.timeutil import parse_timestamp, to_rfc3339
+from midika.timeutil import EPOCH, parse_timestamp, to_rfc3339
 
 R = QuarantineReason
 
 FLOAT, INT, BOOL, STR = ValueType.FLOAT, ValueType.INT, ValueType.BOOL, ValueType.STR
-
-# No device clock counts from before the Unix epoch: an earlier time is garbage, and the stores
-# cannot all hold it (InfluxDB starts in 1677), so it is rejected as past_timestamp.
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A device clock from 1970 to 2000 has not been set (no NTP or GNSS fix since boot): keep, but flag.
 CLOCK_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
@@ -198,6 +194,8 @@ def timestamp(raw: Any, latest: datetime) -> datetime:
             f"{to_rfc3339(ts)} is in the future (latest accepted: {to_rfc3339(latest)}); "
             "set the device clock from NTP/GNSS and send UTC",
         )
+    # No device clock counts from before the Unix epoch: an earlier time is garbage, and the stores
+    # cannot all hold it (InfluxDB starts in 1677), so it is rejected as past_timestamp.
     if ts < EPOCH:  # RFC 3339 text only: an epoch number below 0 failed above
         raise _past(to_rfc3339(ts))
     return ts

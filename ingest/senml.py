@@ -16,7 +16,6 @@ from ingest.checks import (
     ABSENT,
     CLOCK_FLOOR,
     CLOCK_SUSPECT,
-    EPOCH,
     FLOAT,
     NO_DEVICE_TIME,
     OUT_OF_RANGE,
@@ -33,7 +32,7 @@ from ingest.checks import (
 )
 from ingest.errors import Invalid
 from midika.models.records import Reading
-from midika.timeutil import to_rfc3339
+from midika.timeutil import EPOCH, to_rfc3339
 
 # RFC 8428 §4.5.3: a resolved time below 2**28 s is relative to "now", i.e. to receipt.
 ABSOLUTE = 2**28

@@ -29,12 +29,12 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from ingest.errors import IngestError
 from ingest.message import RawMessage
+from midika.timeutil import from_us, to_us
 
 __all__ = ["RawMessage", "Segment", "Spool", "encode"]
 
@@ -43,15 +43,13 @@ log = logging.getLogger(__name__)
 _HEAD: Final = struct.Struct("<II")  # length, crc32
 _BODY: Final = struct.Struct("<qH")  # received µs, topic length
 _SUFFIX: Final = ".spool"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 SEGMENT_BYTES: Final = 16 * 1024 * 1024  # big enough to replay in few steps, small enough to free space soon
 
 
 def encode(message: RawMessage) -> bytes:
     """The message as one spool frame."""
     topic = message.topic.encode("utf-8", "surrogateescape")
-    micros = (message.received - _EPOCH) // timedelta(microseconds=1)
-    body = _BODY.pack(micros, len(topic)) + topic + message.payload
+    body = _BODY.pack(to_us(message.received), len(topic)) + topic + message.payload
     return _HEAD.pack(len(body), zlib.crc32(body)) + body
 
 
@@ -188,7 +186,7 @@ def _read(path: Path) -> tuple[list[RawMessage], bool]:
             RawMessage(
                 topic=body[_BODY.size : _BODY.size + topic_len].decode("utf-8", "surrogateescape"),
                 payload=body[_BODY.size + topic_len :],
-                received=_EPOCH + timedelta(microseconds=micros),
+                received=from_us(micros),
             )
         )
         offset = start + length

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 # Epoch numbers above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
+
+
+def to_us(ts: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware `ts`, exactly (no float rounding)."""
+    delta = ts - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    """The UTC datetime `us` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=us)
 
 
 def utcnow() -> datetime:

@@ -159,9 +159,13 @@ def _uptime(
         # whose first slot starts before year 1 (in Tokyo) works too, and no Bucket per slot.
         grid = buckets.aggregate_grid(store, query)
         total = len(grid.starts_us)
-        counts = grid.count.reshape(len(grid.series), total) if total else grid.count
+        if not total:
+            continue  # an empty window has no slots: uptime stays None
+        filled = grid.count.reshape(len(grid.series), total) > 0
+        rows: dict[str | None, list[int]] = defaultdict(list)
+        for row, (_, device) in enumerate(grid.series):
+            rows[device].append(row)
         for device_id in ids:
-            rows = [i for i, (_, device) in enumerate(grid.series) if device == device_id]
-            filled = int(np.count_nonzero((counts[rows] > 0).any(axis=0))) if rows else 0
-            up[device_id] = filled / total if total else None
+            slots = int(np.count_nonzero(filled[rows[device_id]].any(axis=0)))  # no rows: 0
+            up[device_id] = slots / total
     return up

@@ -45,6 +45,7 @@ from api.schemas import (
 from midika.models.records import Quality, Reading
 from midika.store import buckets
 from midika.store.base import MONTH, AggregateQuery, ReadingQuery
+from midika.timeutil import to_us
 
 DEFAULT_FUNCTIONS = (AggregateFunction.MEAN, AggregateFunction.MIN, AggregateFunction.MAX)
 
@@ -176,7 +177,7 @@ def _bucket_name(size: timedelta) -> str:
 def _bucket_ends_us(query: AggregateQuery, starts_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     if query.bucket == MONTH:
         bounds = buckets.month_starts(query)[1 : len(starts_us) + 1]
-        return np.array([buckets.to_us(b) for b in bounds], dtype=np.int64)
+        return np.array([to_us(b) for b in bounds], dtype=np.int64)
     assert isinstance(query.bucket, timedelta)
     return starts_us + query.bucket // timedelta(microseconds=1)
 

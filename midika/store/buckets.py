@@ -36,22 +36,11 @@ import numpy.typing as npt
 
 from midika.errors import BadQuery
 from midika.store.base import MONTH, AggregateQuery, Bucket, Store
+from midika.timeutil import from_us, to_us
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BUCKETS = 1_000_000  # per series: a guard for callers that skip the API's own, tighter limit
 
 Series = tuple[str, str | None]  # measurement, device (None when pooled)
-
-
-def to_us(ts: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly."""
-    delta = ts - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    """The UTC datetime `us` microseconds after the Unix epoch."""
-    return EPOCH + timedelta(microseconds=us)
 
 
 def percentile_label(p: float) -> str:

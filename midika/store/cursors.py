@@ -13,7 +13,7 @@ import binascii
 import json
 
 from midika.errors import BadQuery
-from midika.store.buckets import from_us
+from midika.timeutil import from_us
 
 
 def encode(kind: str, ts_us: int, first: str, second: str) -> str:

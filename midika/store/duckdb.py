@@ -73,7 +73,8 @@ from midika.store.base import (
     TablePage,
     WriteResult,
 )
-from midika.store.buckets import BucketGrid, to_us
+from midika.store.buckets import BucketGrid
+from midika.timeutil import from_us, to_us
 
 SCHEMA_VERSION = 1
 _US = pa.timestamp("us")
@@ -753,7 +754,7 @@ def _encode_cursor(kind: str, ts: datetime, first: str, second: str) -> str:
 def _decode_cursor(kind: str, cursor: str) -> tuple[datetime, str, str]:
     """The key a cursor of `kind` encodes, as naive UTC time and two strings."""
     ts_us, first, second = cursors.decode(kind, cursor)
-    return buckets.from_us(ts_us).replace(tzinfo=None), first, second
+    return from_us(ts_us).replace(tzinfo=None), first, second
 
 
 def _translate(exc: duckdb.Error, context: str) -> StoreError:

@@ -46,6 +46,7 @@ from midika.store.base import (
 from midika.store.buckets import BucketGrid
 from midika.store.influx_http import InfluxHttp
 from midika.store.influx_keys import Key, keyset_page, stored_keys
+from midika.timeutil import from_us, to_us
 
 
 class _Sent(Protocol):
@@ -110,12 +111,12 @@ def _spans(query: AggregateQuery) -> list[_Span]:
         return [
             s
             for lo, hi in itertools.pairwise(bounds)
-            for s in span(max(lo, query.start), min(hi, query.end), start_us=schema.to_us(lo))
+            for s in span(max(lo, query.start), min(hi, query.end), start_us=to_us(lo))
         ]
     assert isinstance(query.bucket, timedelta)
     width = query.bucket // _MICROSECOND
-    lo = max(schema.to_us(query.start), schema.FIRST_US)
-    hi = min(schema.to_us(query.end), schema.LAST_US + 1)
+    lo = max(to_us(query.start), schema.FIRST_US)
+    hi = min(to_us(query.end), schema.LAST_US + 1)
     if lo >= hi:
         return []
     first, last = buckets.floor_us(lo, query), buckets.floor_us(hi - 1, query)
@@ -126,14 +127,10 @@ def _spans(query: AggregateQuery) -> list[_Span]:
     while first <= last and last + width > schema.LAST_US:
         edges.append(last)
         last -= width
-    spans = [
-        s
-        for b in edges
-        for s in span(schema.from_us(max(b, lo)), schema.from_us(min(b + width, hi)), start_us=b)
-    ]
+    spans = [s for b in edges for s in span(from_us(max(b, lo)), from_us(min(b + width, hi)), start_us=b)]
     if first <= last:
         grid = (width, buckets.phase_us(query))
-        spans += span(schema.from_us(max(first, lo)), schema.from_us(min(last + width, hi)), grid=grid)
+        spans += span(from_us(max(first, lo)), from_us(min(last + width, hi)), grid=grid)
     return spans
 
 
@@ -194,7 +191,7 @@ class InfluxStore:
             readings,
             kind=schema.READINGS,
             second="measurement",
-            key=lambda r: (r.trial, r.device, r.measurement, schema.to_us(r.ts)),
+            key=lambda r: (r.trial, r.device, r.measurement, to_us(r.ts)),
             line=schema.reading_line,
             lock=self._readings_lock,
         )
@@ -205,7 +202,7 @@ class InfluxStore:
             events,
             kind=schema.EVENTS,
             second="type",
-            key=lambda e: (e.trial, e.device, e.type, schema.to_us(e.ts)),
+            key=lambda e: (e.trial, e.device, e.type, to_us(e.ts)),
             line=schema.event_line,
             lock=self._events_lock,
         )

@@ -33,6 +33,7 @@ from midika.store import cursors
 from midika.store import influx_query as q
 from midika.store import influx_schema as schema
 from midika.store.influx_http import InfluxHttp, Row
+from midika.timeutil import from_us
 
 Key = tuple[str, str, str, int]  # trial, device, measurement or event type, time in µs
 
@@ -66,7 +67,7 @@ def stored_keys(http: InfluxHttp, kind: str, second: str, keys: Sequence[Key]) -
         if len(devices) <= _MAX_DEVICE_FILTER:
             conditions.append(q.any_of("device", sorted(devices)))
         for first, last in time_ranges(sorted(times)):
-            span = q.time_range(schema.from_us(first), schema.from_us(last) + _MICROSECOND)
+            span = q.time_range(from_us(first), from_us(last) + _MICROSECOND)
             if span is None:  # times InfluxDB cannot hold: none is stored (and the write refuses them)
                 continue
             # InfluxQL cannot select tags alone; ingest_ts is a field every point has. Grouping by
@@ -106,14 +107,14 @@ def keyset_page(
         return int(row["time"]), row["device"], row[second]
 
     def all_at(ts_us: int) -> str | None:
-        point = q.at(schema.from_us(ts_us))
+        point = q.at(from_us(ts_us))
         return None if point is None else q.select(kind, columns, [*conditions, *window, point])
 
     at_cursor, rest_start = None, start
     if after is not None:
         at_cursor = all_at(after[0])
         # A cursor past the last time InfluxDB holds resumes after it: at nothing.
-        resume = schema.from_us(min(after[0], schema.LAST_US) + 1)
+        resume = from_us(min(after[0], schema.LAST_US) + 1)
         rest_start = resume if start is None else max(start, resume)
     rest = q.time_range(rest_start, end)
     statements = [] if at_cursor is None else [at_cursor]

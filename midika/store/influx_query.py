@@ -21,6 +21,7 @@ from datetime import datetime
 from midika.errors import BadQuery
 from midika.models.records import Quality
 from midika.store import influx_schema as schema
+from midika.timeutil import from_us, to_us
 
 # Every combination of the known flags; new flags widen it automatically.
 _ALL_FLAGS = functools.reduce(operator.or_, (int(q) for q in Quality), 0)
@@ -39,7 +40,7 @@ def literal(value: str) -> str:
 def _time_literal(ts_us: int, *, nanoseconds: int | None = None) -> str:
     """An RFC 3339 literal for `ts_us` µs (and `nanoseconds` more) since the epoch."""
     digits = "" if nanoseconds is None else f"{nanoseconds:03d}"
-    return literal(schema.from_us(ts_us).strftime("%Y-%m-%dT%H:%M:%S.%f") + digits + "Z")
+    return literal(from_us(ts_us).strftime("%Y-%m-%dT%H:%M:%S.%f") + digits + "Z")
 
 
 # The upper bound of a window reaching past the last nanosecond: any time beyond is refused.
@@ -66,7 +67,7 @@ def quality_filter(quality: Quality) -> str:
 def at(ts: datetime) -> str | None:
     """The condition that a point's time is exactly `ts`; None if no point can have that time."""
     require_aware(ts=ts)
-    ts_us = schema.to_us(ts)
+    ts_us = to_us(ts)
     return f"time = {_time_literal(ts_us)}" if schema.FIRST_US <= ts_us <= schema.LAST_US else None
 
 
@@ -91,8 +92,8 @@ def time_range(start: datetime | None, end: datetime | None) -> list[str] | None
     time becomes `time <=` that time (not left out: 1.x ends a GROUP BY time() without one at now()).
     """
     require_aware(start=start, end=end)
-    lo = None if start is None else schema.to_us(start)
-    hi = None if end is None else schema.to_us(end)
+    lo = None if start is None else to_us(start)
+    hi = None if end is None else to_us(end)
     if (lo is not None and lo > schema.LAST_US) or (hi is not None and hi < schema.FIRST_US):
         return None
     if lo is not None and hi is not None and lo >= hi:

@@ -48,7 +48,7 @@ import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from midika.errors import StoreError
@@ -61,6 +61,7 @@ from midika.models.records import (
     Reading,
     StatusReport,
 )
+from midika.timeutil import from_us, to_us
 
 READINGS = "readings"
 EVENTS = "events"
@@ -68,7 +69,6 @@ STATUS = "status"
 DEVICE_SEEN = "device_seen"
 QUARANTINE = "quarantine"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 MIN_NS = -(2**63) + 2  # the first and last time InfluxDB holds (models.MinNanoTime, MaxNanoTime)
 MAX_NS = 2**63 - 2
@@ -79,23 +79,12 @@ QUARANTINE_ID_SLOTS = 1000  # nanoseconds per microsecond: the sub-µs offsets a
 Row = Mapping[str, Any]
 
 
-def to_us(ts: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (no float rounding)."""
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    """The UTC datetime `us` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def _point_us(ts: datetime, what: object) -> int:
-    """`ts` as a point's time in µs; StoreError if InfluxDB cannot hold it."""
+def _point_us(ts: datetime, kind: str, key: object) -> int:
+    """`ts` as a point's time in µs; StoreError naming the `kind` record `key` if InfluxDB cannot hold it."""
     us = to_us(ts)
-    if not FIRST_US <= us <= LAST_US:
+    if not FIRST_US <= us <= LAST_US:  # the message is built only here: this runs for every point
         raise StoreError(
-            f"{what}: time {ts.isoformat()} is outside the times InfluxDB can store "
+            f"{kind} {key!r}: time {ts.isoformat()} is outside the times InfluxDB can store "
             f"({from_us(FIRST_US).isoformat()} to {from_us(LAST_US).isoformat()})"
         )
     return us
@@ -129,7 +118,7 @@ def _float(value: float) -> str:
 
 def reading_line(reading: Reading) -> str:
     """The line-protocol point of one reading (time in µs)."""
-    ts_us, ingest_us = _point_us(reading.ts, f"reading {reading.key!r}"), to_us(reading.ingest_ts)
+    ts_us, ingest_us = _point_us(reading.ts, "reading", reading.key), to_us(reading.ingest_ts)
     fields = f"quality={int(reading.quality)}i,ingest_ts={ingest_us}i,delay_us={ingest_us - ts_us}i"
     if reading.value is not None:
         try:
@@ -156,7 +145,7 @@ def event_line(event: Event) -> str:
     fields = f"data={_string(data)},ingest_ts={to_us(event.ingest_ts)}i"
     if event.seq is not None:
         fields += f",seq={event.seq}i"
-    ts_us = _point_us(event.ts, f"event {(event.trial, event.device, event.type, event.ts)!r}")
+    ts_us = _point_us(event.ts, "event", (event.trial, event.device, event.type, event.ts))
     series = _series(EVENTS, ("device", event.device), ("trial", event.trial), ("type", event.type))
     return f"{series} {fields} {ts_us}"
 
@@ -176,7 +165,7 @@ def status_line(report: StatusReport) -> str:
                 raise StoreError(f"status {key!r}: {name} {exc}") from exc
     if report.firmware is not None:
         fields.append(f"firmware={_string(report.firmware)}")
-    ts_us = _point_us(report.ts, f"status {(report.trial, report.device, report.ts)!r}")
+    ts_us = _point_us(report.ts, "status", (report.trial, report.device, report.ts))
     series = _series(STATUS, ("device", report.device), ("trial", report.trial))
     return f"{series} {','.join(fields)} {ts_us}"
 
@@ -192,7 +181,7 @@ def seen_lines(records: Iterable[tuple[str, str, datetime]]) -> list[str]:
         count[key] = count.get(key, 0) + 1
     return [
         f"{_series(DEVICE_SEEN, ('device', device), ('trial', trial))} records={count[trial, device]}i "
-        f"{_point_us(ts, f'device {(trial, device)!r} ingest')}"
+        f"{_point_us(ts, 'ingest time of device', (trial, device))}"
         for (trial, device), ts in latest.items()
     ]
 
@@ -210,7 +199,7 @@ def quarantine_line(record: QuarantineRecord, record_id: int) -> str:
         fields.append(f"trial={_string(record.trial)}")
     if record.device is not None:
         fields.append(f"device={_string(record.device)}")
-    received_us = _point_us(record.received_ts, f"quarantined message {record_id}")
+    received_us = _point_us(record.received_ts, "quarantined message", record_id)
     time_ns = received_us * QUARANTINE_ID_SLOTS + record_id % QUARANTINE_ID_SLOTS
     return f"{_series(QUARANTINE, ('reason', str(record.reason)))} {','.join(fields)} {time_ns}"
 

@@ -13,8 +13,8 @@ from httpx import AsyncClient
 from api.rendering import aggregate_body
 from api.schemas import AggregateResult, BucketPublic
 from midika.store.base import Bucket
-from midika.store.buckets import BucketGrid, to_us
-from midika.timeutil import to_rfc3339
+from midika.store.buckets import BucketGrid
+from midika.timeutil import to_rfc3339, to_us
 from tests.api.conftest import HOURS, T0
 
 START = datetime(2026, 7, 1, 15, 0, 0, 250, tzinfo=UTC)  # microseconds, as a cursor-free grid may have

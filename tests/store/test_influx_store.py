@@ -23,6 +23,7 @@ from midika.store import influx_schema as schema
 from midika.store.base import EventQuery, Page, QuarantineQuery, ReadingQuery
 from midika.store.influx import InfluxStore
 from midika.store.influx_keys import time_ranges
+from midika.timeutil import to_us
 from tests.influx_server import InfluxServer
 from tests.influx_v2_shim import V2WriteShim
 from tests.store.contract import StoreContract
@@ -193,7 +194,7 @@ def test_time_conditions_stay_inside_the_times_influxdb_holds() -> None:
         "time < '2262-04-11T23:47:16.854775Z'",
     ]
     assert q.time_range(year_1, FIRST + US) == ["time < '1677-09-21T00:12:43.145226Z'"]
-    assert (schema.to_us(FIRST), schema.to_us(LAST)) == (schema.FIRST_US, schema.LAST_US)
+    assert (to_us(FIRST), to_us(LAST)) == (schema.FIRST_US, schema.LAST_US)
     assert q.at(FIRST - US) is None
     assert q.at(LAST + US) is None
     assert q.at(LAST) == "time = '2262-04-11T23:47:16.854775Z'"
@@ -204,7 +205,7 @@ def test_a_cursor_beyond_the_times_influxdb_holds_pages_on_without_error(store: 
     store.write_readings(readings)
 
     def cursor(ts: datetime) -> str:
-        return cursors.encode(schema.READINGS, schema.to_us(ts), "", "")
+        return cursors.encode(schema.READINGS, to_us(ts), "", "")
 
     before_all = store.query_readings(ReadingQuery(trial="t1", cursor=cursor(datetime(1, 1, 1, tzinfo=UTC))))
     assert before_all == Page(readings, None)
